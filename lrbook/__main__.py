@@ -1,0 +1,52 @@
+"""Command line: `python -m lrbook status [--json]`, `python -m lrbook sweep ...`."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="lrbook", description=__doc__)
+    parser.add_argument("--store", help="results store (default: $LRBOOK_STORE or the checkout's results/)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    st = sub.add_parser("status", help="what of the paper is reproduced")
+    st.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    sw = sub.add_parser("sweep", help="train the missing runs of an LR x seed grid")
+    sw.add_argument("dataset")
+    sw.add_argument("--model", default="fcn")
+    sw.add_argument("--lrs", type=float, nargs="+", required=True)
+    sw.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    sw.add_argument("--scale", default="cpu")
+    sw.add_argument("--workers", type=int, default=1)
+    sw.add_argument("--device", default="auto")
+    sw.add_argument("--data-root", default=None)
+    args = parser.parse_args(argv)
+
+    from .config import grid
+    from .store import ResultStore
+
+    store = ResultStore(args.store)
+    if args.command == "status":
+        from .status import status_table
+
+        table = status_table(store)
+        if args.json:
+            print(json.dumps(json.loads(table.to_json(orient="records")), indent=1))
+        else:
+            import pandas as pd
+
+            with pd.option_context("display.max_colwidth", 60, "display.width", 200):
+                print(table.drop(columns=["shows"]).to_string(index=False))
+        return 0
+    if args.command == "sweep":
+        from .sweep import run_sweep
+
+        configs = grid(args.dataset, args.model, lrs=args.lrs, seeds=args.seeds, scale=args.scale)
+        print(run_sweep(configs, store, workers=args.workers, device=args.device, data_root=args.data_root))
+        return 0
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,162 @@
+"""Experiment configuration: one `RunConfig` fully describes one training run.
+
+A config is resolved from (dataset, model, scale) presets plus explicit overrides, so the stored
+record says exactly what was run. Its `run_id` is a stable hash of that resolved content.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+SCALES = ("smoke", "cpu", "paper")
+
+# Paper Sec. 4.2 and supplement C, REPRODUCTION_SPEC sections 2-3. `smoke` is for tests (seconds),
+# `cpu` is a reduced but meaningful run on 2 cores, `paper` is the paper's setting.
+DATASET_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "parity": {
+        "smoke": dict(n_train=400, n_test=400, bits_per_block=10, core_bits=4, spurious_bits=2, bc_ratio=0.05),
+        "cpu": dict(n_train=10000, n_test=10000, bits_per_block=10, core_bits=4, spurious_bits=2, bc_ratio=0.05),
+        "paper": dict(n_train=10000, n_test=10000, bits_per_block=10, core_bits=4, spurious_bits=2, bc_ratio=0.05),
+    },
+    "moon_star": {
+        "smoke": dict(n_train=200, n_test=200, image_size=24, bc_ratio=0.05),
+        "cpu": dict(n_train=4000, n_test=4000, image_size=64, bc_ratio=0.05),
+        "paper": dict(n_train=4000, n_test=4000, image_size=64, bc_ratio=0.05),
+    },
+    "colored_mnist": {
+        "smoke": dict(n_train=600, n_test=500, bc_ratio=0.01, color_std=0.005),
+        "cpu": dict(n_train=10000, n_test=10000, bc_ratio=0.01, color_std=0.005),
+        "paper": dict(n_train=60000, n_test=10000, bc_ratio=0.01, color_std=0.005),
+    },
+    "double_mnist": {
+        "smoke": dict(n_train=600, n_test=500, bc_ratio=0.01, left_intensity=0.5, right_intensity=1.0),
+        "cpu": dict(n_train=10000, n_test=10000, bc_ratio=0.01, left_intensity=0.5, right_intensity=1.0),
+        "paper": dict(n_train=60000, n_test=10000, bc_ratio=0.01, left_intensity=0.5, right_intensity=1.0),
+    },
+}
+
+# Width/depth of the FCN per dataset (spec section 3); CNN and ResNets take no size parameters.
+FCN_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "parity": {"smoke": dict(width=64, depth=3), "cpu": dict(width=200, depth=3), "paper": dict(width=200, depth=3)},
+    "moon_star": {"smoke": dict(width=64, depth=3), "cpu": dict(width=200, depth=3), "paper": dict(width=200, depth=3)},
+    "colored_mnist": {"smoke": dict(width=64, depth=2), "cpu": dict(width=1024, depth=2), "paper": dict(width=1024, depth=2)},
+    "double_mnist": {"smoke": dict(width=64, depth=2), "cpu": dict(width=1024, depth=2), "paper": dict(width=1024, depth=2)},
+}
+
+MAX_EPOCHS = {"smoke": 30, "cpu": 300, "paper": 1000}
+MODELS = ("fcn", "cnn", "resnet18", "resnet50", "wide_resnet101_2")
+
+# Attribution probes during training (Fig. 3 lower panels): how many test inputs, IG steps.
+ATTRIBUTION = {"smoke": dict(n=16, ig_steps=8), "cpu": dict(n=200, ig_steps=32), "paper": dict(n=200, ig_steps=32)}
+
+
+class ConfigError(ValueError):
+    """A config that cannot be run; the message says how to fix it."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that determines one training run (paper Sec. 4.2: SGD, constant LR, batch 100,
+    until 100% train accuracy). Build it with `make_config`, which applies the scale presets."""
+
+    dataset: str
+    model: str
+    lr: float
+    seed: int = 0
+    scale: str = "cpu"
+    dataset_params: dict = field(default_factory=dict)
+    model_params: dict = field(default_factory=dict)
+    data_seed: int = 0
+    optimizer: str = "sgd"
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    batch_size: int = 100
+    max_epochs: int = 300
+    stop_train_acc: float = 1.0
+    attribution_n: int = 0
+    attribution_steps: int = 32
+    eval_n: int = 1000
+    precision: str = "fp32"
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @property
+    def run_id(self) -> str:
+        """Stable 16-hex-digit hash of the config (sorted-key JSON, floats as repr)."""
+        blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    @property
+    def bc_ratio(self) -> float | None:
+        return self.dataset_params.get("bc_ratio")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RunConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def validate(cfg: RunConfig) -> RunConfig:
+    """Fail early, with a message that says what to do, on a config that cannot run."""
+    from .data import DATASETS
+
+    if cfg.dataset not in DATASETS:
+        raise ConfigError(f"unknown dataset {cfg.dataset!r}; choose one of {sorted(DATASETS)}")
+    if cfg.model not in MODELS:
+        raise ConfigError(f"unknown model {cfg.model!r}; choose one of {list(MODELS)}")
+    if cfg.scale not in SCALES:
+        raise ConfigError(f"unknown scale {cfg.scale!r}; choose one of {list(SCALES)}")
+    if not (isinstance(cfg.lr, (int, float)) and math.isfinite(cfg.lr) and cfg.lr > 0):
+        raise ConfigError(f"learning rate must be a finite number > 0, got {cfg.lr!r}")
+    r = cfg.bc_ratio
+    if r is not None and not (0.0 <= r < 1.0):
+        raise ConfigError(f"bias-conflicting ratio must be in [0, 1), got {r!r}")
+    if cfg.batch_size < 1 or cfg.max_epochs < 1:
+        raise ConfigError("batch_size and max_epochs must be >= 1")
+    if cfg.optimizer not in ("sgd",):
+        raise ConfigError(f"unknown optimizer {cfg.optimizer!r}; only 'sgd' is implemented")
+    if cfg.precision not in ("fp32", "bf16"):
+        raise ConfigError(f"precision must be 'fp32' or 'bf16', got {cfg.precision!r}")
+    return cfg
+
+
+def make_config(dataset: str, model: str = "fcn", lr: float = 0.1, seed: int = 0, scale: str = "cpu",
+                dataset_params: dict | None = None, model_params: dict | None = None,
+                **overrides) -> RunConfig:
+    """Resolve presets for (dataset, model, scale), apply overrides, validate.
+
+    >>> make_config("parity", lr=0.05, seed=1, scale="smoke").dataset_params["n_train"]
+    400
+    """
+    if scale not in SCALES:
+        raise ConfigError(f"unknown scale {scale!r}; choose one of {list(SCALES)}")
+    if dataset not in DATASET_PRESETS:
+        from .data import DATASETS
+
+        if dataset not in DATASETS:
+            raise ConfigError(f"unknown dataset {dataset!r}; choose one of {sorted(DATASETS)}")
+    dparams = dict(DATASET_PRESETS.get(dataset, {}).get(scale, {}))
+    dparams.update(dataset_params or {})
+    mparams = dict(FCN_PRESETS.get(dataset, {}).get(scale, {})) if model == "fcn" else {}
+    mparams.update(model_params or {})
+    attr = ATTRIBUTION[scale] if dataset in ("parity", "moon_star") else dict(n=0, ig_steps=32)
+    fields = dict(max_epochs=MAX_EPOCHS[scale], attribution_n=attr["n"], attribution_steps=attr["ig_steps"],
+                  eval_n=200 if scale == "smoke" else 1000)
+    fields.update(overrides)
+    try:
+        lr = float(lr)
+    except (TypeError, ValueError):
+        raise ConfigError(f"learning rate must be a number > 0, got {lr!r}") from None
+    cfg = RunConfig(dataset=dataset, model=model, lr=lr, seed=int(seed), scale=scale,
+                    dataset_params=dparams, model_params=mparams, **fields)
+    return validate(cfg)
+
+
+def grid(dataset: str, model: str = "fcn", lrs=(0.1,), seeds=(0,), scale: str = "cpu", **kwargs) -> list[RunConfig]:
+    """Expand LRs x seeds into configs (paper: at least 3 seeds per LR)."""
+    return [make_config(dataset, model, lr=lr, seed=s, scale=scale, **kwargs) for lr in lrs for s in seeds]

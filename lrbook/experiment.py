@@ -1,0 +1,114 @@
+"""One run end to end: build data and model, train, evaluate every metric, store the record."""
+from __future__ import annotations
+
+import datetime as dt
+import platform
+import subprocess
+import sys
+
+import torch
+
+from . import __version__
+from .config import RunConfig, validate
+from .data import dataset_for
+from .metrics import (PRUNE_FRACTIONS, class_separation, group_accuracies, kappa_compressibility,
+                      parameter_compressibility, pq_index, predict, prunability, pruning_curve,
+                      selectivity_index, sparsity)
+from .models import build_model, penultimate_activations
+from .store import ResultStore, repo_root
+from .train import resolve_device, train
+
+
+def evaluate(model, data, cfg: RunConfig) -> tuple[dict, dict]:
+    """Scalar metrics and curves of a trained model (paper Sec. 3.2-3.3). Accuracies in [0, 1]."""
+    metrics: dict = {}
+    pred = predict(model, data.x_test)
+    test = group_accuracies(pred, data.y_test, data.b_test)
+    metrics.update({f"test_{k}": v for k, v in test.items()})
+    metrics["train_acc"] = (predict(model, data.x_train) == data.y_train).float().mean().item()
+
+    curves = {"prune_fractions": list(PRUNE_FRACTIONS)}
+    for method in ("structured", "magnitude"):
+        curve = pruning_curve(model, data.x_test, data.y_test, method=method)
+        curves[f"prune_{method}"] = list(curve.values())
+        metrics["prunability" if method == "structured" else "prunability_magnitude"] = prunability(curve, test["acc"])
+
+    # Representation metrics on a fixed random subset of the test set (same for every run).
+    sub = torch.randperm(len(data.y_test), generator=torch.Generator().manual_seed(0))[:cfg.eval_n]
+    sub = sub.to(data.x_test.device)
+    feats = penultimate_activations(model, data.x_test[sub]).float()
+    y_sub, b_sub = data.y_test[sub], data.b_test[sub]
+    metrics["act_compressibility"] = kappa_compressibility(feats).mean().item()
+    metrics["act_sparsity"] = sparsity(feats).mean().item()
+    metrics["act_pq_index"] = pq_index(feats).mean().item()
+    metrics["param_compressibility"] = parameter_compressibility(model)
+    metrics["csi"] = selectivity_index(feats, y_sub)
+    metrics["bsi"] = selectivity_index(feats, b_sub)
+    metrics["class_separation"] = class_separation(feats, y_sub)
+    return metrics, curves
+
+
+def provenance(device: torch.device) -> dict:
+    import numpy
+
+    versions = {"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__,
+                "lrbook": __version__}
+    for mod in ("torchvision", "captum"):
+        try:
+            versions[mod] = __import__(mod).__version__
+        except ImportError:
+            pass
+    commit, dirty = None, None
+    root = repo_root()
+    if root is not None:
+        try:
+            commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                                    timeout=10).stdout.strip() or None
+            dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "lrbook"],
+                                        cwd=root, capture_output=True, text=True, timeout=10).stdout.strip())
+        except (OSError, subprocess.SubprocessError):
+            pass
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({platform.machine()}, {torch.get_num_threads()} threads)"
+    return {"device": name, "git_commit": commit, "git_dirty": dirty, "versions": versions,
+            "platform": platform.platform(), "argv": sys.argv[:1]}
+
+
+def run_experiment(cfg: RunConfig, store: ResultStore | None = None, device="auto", data_root=None,
+                   progress: bool = False) -> dict:
+    """Train and evaluate `cfg`, write its record to `store` (if given) and return it. A diverged
+    run is a result: status `diverged`, no metrics."""
+    validate(cfg)
+    if store is not None:
+        store.check_writable()
+    device = resolve_device(device)
+    started = dt.datetime.now(dt.timezone.utc)
+    data = dataset_for(cfg, root=data_root).to(device)
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.model, data.input_shape, data.num_classes, **cfg.model_params).to(device)
+    outcome = train(model, data, cfg, device=device, progress=progress)
+    metrics, eval_curves = (None, {}) if outcome.status == "diverged" else evaluate(model, data, cfg)
+    if metrics is not None:
+        metrics["max_bc_loss_ratio"] = outcome.max_bc_loss_ratio
+        if outcome.attribution_trace:
+            last = outcome.attribution_trace[-1]
+            metrics.update({f"attr_{k}": v for k, v in last.items() if k not in ("step", "epoch")
+                            and not k.startswith("test_")})
+    finished = dt.datetime.now(dt.timezone.utc)
+    record = {
+        "run_id": cfg.run_id,
+        "config": cfg.to_dict(),
+        "status": outcome.status,
+        "epochs": outcome.epochs,
+        "steps": outcome.steps,
+        "bc_ratio_drawn": data.bc_ratio_drawn,
+        "metrics": metrics,
+        "curves": {"per_epoch": outcome.curves, **eval_curves},
+        "attribution_trace": outcome.attribution_trace,
+        "provenance": {**provenance(device), "started": started.isoformat(timespec="seconds"),
+                       "finished": finished.isoformat(timespec="seconds"),
+                       "seconds": round((finished - started).total_seconds(), 2),
+                       "train_seconds": round(outcome.seconds, 2)},
+    }
+    if store is not None:
+        store.put(record)
+    return record

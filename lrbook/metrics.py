@@ -1,0 +1,191 @@
+"""Metrics of paper Sec. 3.2-3.3 (REPRODUCTION_SPEC section 4).
+
+Vector metrics take a 2-D tensor (samples x features) and return one value per row; model
+metrics take a model and a `SpuriousDataset`.
+"""
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from .models import prunable_layers
+
+PRUNE_FRACTIONS = tuple(round(0.1 * i, 1) for i in range(1, 10))  # spec 4: 0.1 .. 0.9
+
+
+# ---------------------------------------------------------------------------- accuracy
+
+
+@torch.no_grad()
+def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+    """Predicted classes in eval mode."""
+    was_training = model.training
+    model.eval()
+    try:
+        return torch.cat([model(x[i:i + batch_size]).argmax(1) for i in range(0, len(x), batch_size)])
+    finally:
+        model.train(was_training)
+
+
+def group_accuracies(pred: torch.Tensor, y: torch.Tensor, b: torch.Tensor) -> dict[str, float]:
+    """Accuracy on all samples (`unbiased` on an unbiased test set), on bias-aligned (`ba`, y == b)
+    and bias-conflicting (`bc`, y != b) samples, and worst group over (y, b) groups, in [0, 1]."""
+    correct = (pred == y).float()
+    aligned = y == b
+    out = {"acc": correct.mean().item(),
+           "ba_acc": correct[aligned].mean().item() if aligned.any() else float("nan"),
+           "bc_acc": correct[~aligned].mean().item() if (~aligned).any() else float("nan")}
+    groups = [correct[(y == yy) & (b == bb)].mean().item()
+              for yy in y.unique() for bb in b.unique() if ((y == yy) & (b == bb)).any()]
+    out["worst_group_acc"] = min(groups) if groups else float("nan")
+    return out
+
+
+# ---------------------------------------------------------------------------- compressibility
+
+
+def kappa_compressibility(v: torch.Tensor, kappa: float = 0.1) -> torch.Tensor:
+    """1 - ||v - v_kappa||_2 / ||v||_2 per row, v_kappa keeping the ceil(kappa * d) largest-magnitude
+    entries (Gribonval et al. 2012; paper Sec. 3.2). Rows that are all zero count as 1."""
+    v = v.flatten(1).float()
+    k = max(1, int(torch.ceil(torch.tensor(kappa * v.shape[1])).item()))
+    sq = v.pow(2)
+    top = sq.topk(k, dim=1).values.sum(1)
+    total = sq.sum(1)
+    tail = (total - top).clamp_min(0).sqrt()
+    norm = total.sqrt()
+    return torch.where(norm > 0, 1 - tail / norm.clamp_min(1e-30), torch.ones_like(norm))
+
+
+def sparsity(v: torch.Tensor) -> torch.Tensor:
+    """Share of exact zeros per row (paper Sec. 3.2)."""
+    return (v.flatten(1) == 0).float().mean(1)
+
+
+def pq_index(v: torch.Tensor, p: float = 0.5, q: float = 1.0) -> torch.Tensor:
+    """PQ-index I_{p,q}(v) = 1 - d^(1/q - 1/p) ||v||_p / ||v||_q per row (Diao et al. 2023, Fig. 26);
+    0 for a constant-magnitude vector, approaching 1 for a one-hot one. Zero rows give 0."""
+    v = v.flatten(1).abs().double()
+    d = v.shape[1]
+    norm_p = v.pow(p).sum(1).pow(1 / p)
+    norm_q = v.pow(q).sum(1).pow(1 / q)
+    out = 1 - d ** (1 / q - 1 / p) * norm_p / norm_q.clamp_min(1e-300)
+    return torch.where(norm_q > 0, out, torch.zeros_like(out)).float()
+
+
+def parameter_compressibility(model: nn.Module, kappa: float = 0.1) -> float:
+    """kappa-compressibility of every weight row of the prunable layers and the classifier, averaged."""
+    rows = [m.weight.detach().flatten(1) for _, m in prunable_layers(model)]
+    if getattr(model, "classifier", None) is not None:
+        rows.append(model.classifier.weight.detach())
+    return torch.cat([kappa_compressibility(r, kappa) for r in rows]).mean().item()
+
+
+# ---------------------------------------------------------------------------- pruning
+
+
+def _following_batchnorm(model: nn.Module) -> dict[nn.Module, nn.Module]:
+    """Map each conv to the BatchNorm registered right after it with matching channels
+    (conv1 -> bn1, downsample.0 -> downsample.1 in torchvision ResNets)."""
+    pairs, last_conv = {}, None
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            last_conv = m
+        elif isinstance(m, nn.BatchNorm2d) and last_conv is not None:
+            if m.num_features == last_conv.out_channels:
+                pairs[last_conv] = m
+            last_conv = None
+    return pairs
+
+
+@torch.no_grad()
+def structured_prune(model: nn.Module, fraction: float) -> nn.Module:
+    """Copy of `model` with, in each prunable layer, the `fraction` of output units (neurons,
+    filters) of smallest L1 weight-row norm zeroed (Li et al. 2017), and the BatchNorm weight and
+    bias of those channels zeroed too so BN does not re-inject a constant (spec 4)."""
+    pruned = copy.deepcopy(model)
+    bn_after = _following_batchnorm(pruned)
+    for _, layer in prunable_layers(pruned):
+        w = layer.weight
+        n_out = w.shape[0]
+        k = int(round(fraction * n_out))
+        if k == 0:
+            continue
+        drop = w.flatten(1).abs().sum(1).argsort()[:k]
+        w[drop] = 0
+        if getattr(layer, "bias", None) is not None:
+            layer.bias[drop] = 0
+        bn = bn_after.get(layer)
+        if bn is not None:
+            bn.weight[drop] = 0
+            bn.bias[drop] = 0
+    return pruned
+
+
+@torch.no_grad()
+def magnitude_prune(model: nn.Module, fraction: float) -> nn.Module:
+    """Copy of `model` with the `fraction` smallest-magnitude weights of each prunable layer zeroed
+    (unstructured; paper Fig. 22)."""
+    pruned = copy.deepcopy(model)
+    for _, layer in prunable_layers(pruned):
+        w = layer.weight
+        k = int(round(fraction * w.numel()))
+        if k == 0:
+            continue
+        drop = w.abs().flatten().argsort()[:k]
+        w.view(-1)[drop] = 0
+    return pruned
+
+
+def pruning_curve(model: nn.Module, x: torch.Tensor, y: torch.Tensor, fractions=PRUNE_FRACTIONS,
+                  method: str = "structured") -> dict[float, float]:
+    """Accuracy after pruning each fraction (one shot, no fine-tuning)."""
+    prune = {"structured": structured_prune, "magnitude": magnitude_prune}[method]
+    return {p: (predict(prune(model, p), x) == y).float().mean().item() for p in fractions}
+
+
+def prunability(curve: dict[float, float], base_acc: float) -> float:
+    """Mean over the pruning grid of accuracy after / before (paper Sec. 3.2)."""
+    if base_acc <= 0:
+        return float("nan")
+    return sum(a / base_acc for a in curve.values()) / len(curve)
+
+
+# ---------------------------------------------------------------------------- representations
+
+
+def class_separation(features: torch.Tensor, labels: torch.Tensor) -> float:
+    """R^2 = 1 - d_within / d_total with cosine distance (Kornblith et al. 2021), self-pairs
+    included: d_within averages, over classes, the mean distance inside a class; d_total averages,
+    over all ordered class pairs (j, k) including j = k, the mean distance across them."""
+    f = features.flatten(1).double()
+    f = f / f.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    dist = 1 - f @ f.T
+    classes = labels.unique()
+    onehot = torch.stack([(labels == c).double() for c in classes])  # (K, N)
+    counts = onehot.sum(1)
+    block_means = (onehot @ dist @ onehot.T) / (counts[:, None] * counts[None, :])  # (K, K)
+    d_within = block_means.diag().mean()
+    d_total = block_means.mean()
+    return (1 - d_within / d_total).item() if d_total > 0 else float("nan")
+
+
+def selectivity_index(features: torch.Tensor, labels: torch.Tensor, coverage: bool = True,
+                      eps: float = 1e-12) -> float:
+    """Average class selectivity over units that fire at least once (Morcos et al. 2018):
+    (mu_max - mu_rest) / (mu_max + mu_rest), scaled by the share of the preferred class's samples
+    on which the unit is active (paper Sec. 3.3). With bias labels this is the BSI."""
+    f = features.flatten(1).double()
+    classes = labels.unique()
+    means = torch.stack([f[labels == c].mean(0) for c in classes])  # (K, units)
+    active_share = torch.stack([(f[labels == c] > 0).double().mean(0) for c in classes])
+    best = means.argmax(0)
+    mu_max = means.gather(0, best[None]).squeeze(0)
+    mu_rest = (means.sum(0) - mu_max) / (len(classes) - 1)
+    csi = (mu_max - mu_rest) / (mu_max + mu_rest + eps)
+    if coverage:
+        csi = csi * active_share.gather(0, best[None]).squeeze(0)
+    fires = (f > 0).any(0)
+    return csi[fires].mean().item() if fires.any() else float("nan")

@@ -1,0 +1,121 @@
+"""Figures in the paper's style: several metrics against LR on a log axis, each normalised to
+[0, 1] per variable (the paper normalises y per variable; raw ranges go in a table beside)."""
+from __future__ import annotations
+
+import numpy as np
+
+from .reference import METRIC_LABELS
+
+LR_EFFECT_METRICS = ("test_acc", "prunability", "act_compressibility")  # Fig. 3, 4, 15, 16
+REPRESENTATION_METRICS = ("csi", "class_separation")  # Fig. 5
+COLORS = {"test_acc": "#1f77b4", "prunability": "#d62728", "act_compressibility": "#2ca02c",
+          "csi": "#9467bd", "class_separation": "#ff7f0e", "max_bc_loss_ratio": "#8c564b",
+          "core": "#2ca02c", "spurious": "#d62728", "noise": "#7f7f7f"}
+
+
+def lr_summary(df, metrics=LR_EFFECT_METRICS):
+    """Per-LR mean, sd and run count of each metric (diverged runs are counted, not averaged)."""
+    import pandas as pd
+
+    rows = []
+    for lr, g in df.groupby("lr"):
+        ok = g[g.status != "diverged"]
+        row = {"lr": lr, "runs": len(g), "diverged": int((g.status == "diverged").sum()),
+               "hit_max_epochs": int((g.status == "max_epochs").sum()),
+               "epochs": ok.epochs.mean() if len(ok) else np.nan}
+        for m in metrics:
+            row[f"{m}_mean"] = ok[m].mean() if len(ok) else np.nan
+            row[f"{m}_sd"] = ok[m].std(ddof=1) if len(ok) > 1 else np.nan
+        rows.append(row)
+    return pd.DataFrame(rows).sort_values("lr").reset_index(drop=True)
+
+
+def format_summary(summary, metrics=LR_EFFECT_METRICS, percent=("test_acc",)):
+    """The raw-value table beside a figure: 'mean ± sd' strings, accuracies in %."""
+    import pandas as pd
+
+    out = pd.DataFrame({"LR": summary.lr.map(lambda v: f"{v:g}"), "runs": summary.runs})
+    for m in metrics:
+        scale = 100 if m in percent else 1
+        digits = 1 if m in percent else 3
+        out[METRIC_LABELS.get(m, m)] = [
+            "—" if np.isnan(mu) else f"{mu * scale:.{digits}f} ± {0 if np.isnan(sd) else sd * scale:.{digits}f}"
+            for mu, sd in zip(summary[f"{m}_mean"], summary[f"{m}_sd"])]
+    if summary.diverged.any():
+        out["diverged"] = summary.diverged
+    if summary.hit_max_epochs.any():
+        out["hit epoch cap"] = summary.hit_max_epochs
+    return out
+
+
+def plot_lr_effects(df, metrics=LR_EFFECT_METRICS, ax=None, title=None, normalise=True):
+    """Mean over seeds (line) and +-1 sd (band) of each metric against LR, log x axis; each metric
+    min-max normalised over its per-LR means, as in the paper's figures."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4.5, 3.2))
+    s = lr_summary(df, metrics)
+    s = s[s[[f"{m}_mean" for m in metrics]].notna().any(axis=1)]
+    for m in metrics:
+        mu, sd = s[f"{m}_mean"].to_numpy(float), s[f"{m}_sd"].fillna(0).to_numpy(float)
+        lo, span = (np.nanmin(mu), np.nanmax(mu) - np.nanmin(mu)) if normalise else (0.0, 1.0)
+        span = span if span > 0 else 1.0
+        ax.plot(s.lr, (mu - lo) / span, "o-", color=COLORS.get(m), label=METRIC_LABELS.get(m, m), ms=4)
+        ax.fill_between(s.lr, (mu - sd - lo) / span, (mu + sd - lo) / span, color=COLORS.get(m), alpha=0.15)
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel("normalised value" if normalise else "value")
+    if title:
+        ax.set_title(title)
+    ax.legend(fontsize=8, frameon=False)
+    return ax
+
+
+def plot_attribution_trace(record, regions=("core", "spurious", "noise"), ax=None, title=None):
+    """Share of attribution on each region over training steps for one run (Fig. 3, lower panels);
+    falls back to BA/BC test accuracy when the dataset defines no regions (moon-star)."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4.5, 3.2))
+    trace = record.get("attribution_trace") or []
+    steps = np.array([p["step"] for p in trace], float)
+    keys = [r for r in regions if trace and r in trace[0]]
+    ylabel = "attribution share"
+    if not keys:
+        keys, ylabel = ["test_ba_acc", "test_bc_acc"], "test accuracy"
+    for k in keys:
+        ax.plot(steps + 1, [p.get(k) for p in trace], "o-", ms=3, color=COLORS.get(k),
+                label=METRIC_LABELS.get(k, k))
+    ax.set_xscale("log")
+    ax.set_xlabel("training step + 1")
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(0, 1)
+    if title:
+        ax.set_title(title)
+    ax.legend(fontsize=8, frameon=False)
+    return ax
+
+
+def plot_pruning_curves(records, method="structured", ax=None, title=None):
+    """Unbiased accuracy against pruning fraction, one line per LR (mean over seeds; Fig. 21/22)."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4.5, 3.2))
+    by_lr: dict[float, list] = {}
+    for r in records:
+        if r["status"] != "diverged":
+            curve = [r["metrics"]["test_acc"]] + r["curves"][f"prune_{method}"]
+            by_lr.setdefault(r["config"]["lr"], []).append(curve)
+    fractions = [0.0] + (records[0]["curves"]["prune_fractions"] if records else [])
+    cmap = plt.get_cmap("viridis")
+    for i, lr in enumerate(sorted(by_lr)):
+        ax.plot(fractions, np.mean(by_lr[lr], 0), color=cmap(i / max(1, len(by_lr) - 1)), label=f"LR {lr:g}")
+    ax.set_xlabel(f"pruning fraction ({method})")
+    ax.set_ylabel("unbiased test accuracy")
+    if title:
+        ax.set_title(title)
+    ax.legend(fontsize=7, frameon=False)
+    return ax

@@ -1,0 +1,105 @@
+"""The paper's reference values (Tables S1 and S2, supplement D.3) and comparisons against ours."""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+REFERENCE_DIR = Path(__file__).parent / "reference"
+
+DATASET_NAMES = {"parity": "Parity", "moon_star": "Moon-Star", "colored_mnist": "Colored MNIST",
+                 "double_mnist": "Double MNIST", "mnist_cifar": "MNIST-CIFAR", "corrupted_cifar10": "Cor. CIFAR-10",
+                 "celeba": "CelebA", "waterbirds": "Waterbirds"}
+MODEL_NAMES = {"fcn": "FCN", "cnn": "CNN", "resnet18": "ResNet18", "resnet50": "ResNet50",
+               "wide_resnet101_2": "Wide ResNet101-2", "swin_t": "Swin Transformer"}
+
+# Table S1 column prefix -> our metric column, and the factor that brings ours to the paper's unit.
+S1_METRICS = {"test_acc": ("test_acc", 100.0), "prunability": ("prunability", 1.0),
+              "act_comp": ("act_compressibility", 1.0), "avg_csi": ("csi", 1.0),
+              "class_sep": ("class_separation", 1.0)}
+METRIC_LABELS = {"test_acc": "Unbiased test acc.", "prunability": "Prunability",
+                 "act_compressibility": "Act. compressibility", "csi": "Avg. CSI",
+                 "class_separation": "Class separation", "test_worst_group_acc": "Worst-group acc.",
+                 "act_sparsity": "Act. sparsity", "bsi": "Avg. BSI", "test_bc_acc": "BC test acc.",
+                 "test_ba_acc": "BA test acc.", "max_bc_loss_ratio": "Max BC loss ratio",
+                 "param_compressibility": "Param. compressibility", "prunability_magnitude": "Prunability (magnitude)",
+                 "act_pq_index": "Act. PQ-index"}
+
+
+@lru_cache(maxsize=None)
+def table_s1():
+    """Table S1: min/max of every plotted variable per dataset x model cell (paper units: acc in %)."""
+    import pandas as pd
+
+    return pd.read_csv(REFERENCE_DIR / "table_s1.csv")
+
+
+@lru_cache(maxsize=None)
+def table_s2():
+    import pandas as pd
+
+    return pd.read_csv(REFERENCE_DIR / "table_s2.csv")
+
+
+def paper_row(dataset: str, model: str):
+    """The Table S1 row of a cell, or None if the paper has no such cell."""
+    t = table_s1()
+    rows = t[(t.dataset == DATASET_NAMES.get(dataset, dataset)) & (t.model == MODEL_NAMES.get(model, model))]
+    return None if rows.empty else rows.iloc[0]
+
+
+def spearman(x, y) -> float:
+    """Spearman rank correlation (average ranks for ties)."""
+    import pandas as pd
+
+    x, y = pd.Series(np.asarray(x, float)), pd.Series(np.asarray(y, float))
+    ok = x.notna() & y.notna()
+    if ok.sum() < 3 or x[ok].nunique() < 2 or y[ok].nunique() < 2:
+        return float("nan")
+    return float(x[ok].rank().corr(y[ok].rank()))
+
+
+def bootstrap_spearman(df, metric: str, n_boot: int = 1000, seed: int = 0) -> tuple[float, float]:
+    """95% interval of Spearman(LR, metric), resampling seeds within each LR."""
+    rng = np.random.default_rng(seed)
+    groups = [g[metric].to_numpy(float) for _, g in df.groupby("lr")]
+    lrs = [lr for lr, _ in df.groupby("lr")]
+    stats = []
+    for _ in range(n_boot):
+        xs, ys = [], []
+        for lr, vals in zip(lrs, groups):
+            pick = rng.choice(vals, size=len(vals), replace=True)
+            xs += [lr] * len(pick)
+            ys += list(pick)
+        stats.append(spearman(xs, ys))
+    stats = np.array([s for s in stats if np.isfinite(s)])
+    if len(stats) == 0:
+        return float("nan"), float("nan")
+    return float(np.percentile(stats, 2.5)), float(np.percentile(stats, 97.5))
+
+
+def compare_with_paper(df, dataset: str, model: str):
+    """One row per Table S1 variable: the paper's min/max, ours (min/max over per-LR means, in the
+    paper's units), Spearman(LR, metric) over runs with a seed-bootstrap 95% interval, and whether the
+    direction agrees with the paper's claim that every variable rises with LR."""
+    import pandas as pd
+
+    ok = df[(df.dataset == dataset) & (df.model == model) & (df.status != "diverged")]
+    ref = paper_row(dataset, model)
+    rows = []
+    for prefix, (col, unit) in S1_METRICS.items():
+        row = {"variable": METRIC_LABELS[col]}
+        if ref is not None:
+            row.update(paper_min=ref[f"{prefix}_min"], paper_max=ref[f"{prefix}_max"])
+        if not ok.empty and col in ok:
+            means = ok.groupby("lr")[col].mean() * unit
+            rho = spearman(ok.lr, ok[col])
+            lo, hi = bootstrap_spearman(ok, col)
+            row.update(ours_min=means.min(), ours_max=means.max(), spearman=rho, ci_low=lo, ci_high=hi,
+                       agrees=("yes" if lo > 0 else "no" if hi < 0 else "unclear") if np.isfinite(rho) else "n/a")
+        rows.append(row)
+    out = pd.DataFrame(rows)
+    if ref is not None:
+        out.attrs["paper_lr_range"] = (ref.lr_min, ref.lr_max)
+    return out

@@ -1,0 +1,102 @@
+"""What is reproduced: every figure and table of the paper (REPRODUCTION_SPEC section 5) against
+the runs in the store. Used by `python -m lrbook status` and the book's status page."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+SEMI_SYNTHETIC = ("colored_mnist", "double_mnist", "mnist_cifar", "corrupted_cifar10")
+ARCHITECTURES = ("fcn", "cnn", "resnet18", "resnet50", "wide_resnet101_2")
+MIN_LRS, MIN_SEEDS = 5, 3  # what "reproduced" asks of each cell
+
+
+@dataclass(frozen=True)
+class PaperItem:
+    item: str
+    shows: str
+    section: str
+    cells: tuple[tuple[str, str], ...] = ()  # (dataset, model) cells whose LR sweeps it needs
+    blocked: str = ""  # why it cannot be reproduced here, if so
+    planned: str = ""  # what is still to be built, if nothing can show it yet
+
+
+_CIFAR = ("CIFAR-10/100 cannot be downloaded on the build machine (no internet); the code runs "
+          "wherever torchvision can download them")
+
+PAPER_ITEMS = (
+    PaperItem("Fig. 3", "Parity, FCN: acc., prunability, act. compressibility vs LR; attributions over training",
+              "01 synthetic", (("parity", "fcn"),)),
+    PaperItem("Fig. 15", "Moon-star, FCN: the same panels", "01 synthetic", (("moon_star", "fcn"),)),
+    PaperItem("Fig. 4, 16", "Semi-synthetic sets x 5 architectures: acc., prunability, act. compressibility vs LR",
+              "02 semi-synthetic", tuple((d, m) for d in SEMI_SYNTHETIC for m in ARCHITECTURES)),
+    PaperItem("Fig. 5", "Same cells: avg. CSI and class separation vs LR", "02 semi-synthetic",
+              tuple((d, m) for d in SEMI_SYNTHETIC for m in ARCHITECTURES)),
+    PaperItem("Fig. 21, 22", "Unbiased acc. vs pruning ratio (structured, magnitude)", "02 semi-synthetic",
+              tuple((d, m) for d in SEMI_SYNTHETIC for m in ARCHITECTURES)),
+    PaperItem("Fig. 7, 19", "Swin-T on CelebA / Waterbirds (AdamW, pretrained)", "03 naturalistic",
+              blocked="CelebA, Waterbirds and ImageNet-pretrained Swin-T weights cannot be downloaded here"),
+    PaperItem("Fig. 6, 9, 20, Table S2", "ResNet18: LR vs batch size, momentum, L1, L2, focal loss, ASAM",
+              "04 hyperparameters", planned="section 04 is not built yet"),
+    PaperItem("Fig. 8, 10, 14, 35, 36", "CIFAR-10/100 attribution maps, entropy, background share",
+              "05 standard classification", blocked=_CIFAR),
+    PaperItem("Fig. 11", "ImageNet-1k: the same LR effects", "05 standard classification",
+              blocked="ImageNet-1k is not available here and needs far more than this project's GPU time"),
+    PaperItem("Fig. 12, 13, 18, Prop. 1", "Mechanism: BC loss ratio vs acc., dynamics, neuron persistence",
+              "06 mechanism", planned="section 06 is not built yet (runs already log the BC loss ratio)"),
+    PaperItem("Fig. 23-26, 29, 30", "Robustness checks: step decay, Adam, longer training, PSGD/WSD, soups",
+              "07 robustness checks", planned="section 07 is not built yet"),
+    PaperItem("Table S1", "Value ranges per dataset x model cell", "scorecard",
+              tuple([("parity", "fcn"), ("moon_star", "fcn")]
+                    + [(d, m) for d in SEMI_SYNTHETIC for m in ARCHITECTURES])),
+    PaperItem("Table S2", "Value ranges of the hyperparameter comparison", "scorecard",
+              planned="needs section 04"),
+)
+
+
+def cell_coverage(df, dataset: str, model: str) -> dict:
+    """Runs, LRs, seeds and scales stored for one cell (the scale with most runs is reported)."""
+    sub = df[(df.dataset == dataset) & (df.model == model)] if len(df) else df
+    if sub is None or len(sub) == 0:
+        return {"runs": 0, "lrs": 0, "seeds": 0, "scale": None, "complete": False}
+    scale = sub.scale.value_counts().idxmax()
+    at = sub[sub.scale == scale]
+    seeds_per_lr = at.groupby("lr").seed.nunique()
+    full_lrs = int((seeds_per_lr >= MIN_SEEDS).sum())
+    return {"runs": int(len(at)), "lrs": int(at.lr.nunique()), "seeds": int(at.seed.nunique()),
+            "scale": scale, "lr_min": float(at.lr.min()), "lr_max": float(at.lr.max()),
+            "complete": full_lrs >= MIN_LRS}
+
+
+def status_table(store=None):
+    """One row per paper item: status (reproduced / partial / pending / not possible here), scale,
+    runs, LRs, seeds and a note."""
+    import pandas as pd
+
+    from .store import ResultStore
+
+    store = store or ResultStore()
+    df = store.to_frame()
+    rows = []
+    for it in PAPER_ITEMS:
+        row = {"item": it.item, "shows": it.shows, "section": it.section}
+        if it.blocked:
+            row.update(status="not possible here", note=it.blocked)
+        elif not it.cells:
+            row.update(status="pending", note=it.planned)
+        else:
+            cov = [cell_coverage(df, d, m) | {"cell": f"{d}/{m}"} for d, m in it.cells]
+            done = [c for c in cov if c["complete"]]
+            some = [c for c in cov if c["runs"] > 0]
+            status = "reproduced" if len(done) == len(cov) else "partial" if some else "pending"
+            scales = sorted({c["scale"] for c in some})
+            row.update(status=status, scale=", ".join(scales) or None,
+                       runs=sum(c["runs"] for c in some), lrs=max((c["lrs"] for c in some), default=0),
+                       seeds=max((c["seeds"] for c in some), default=0),
+                       note=(f"{len(done)}/{len(cov)} cells with >= {MIN_LRS} LRs x {MIN_SEEDS} seeds"
+                             + (f"; with runs: {', '.join(c['cell'] for c in some)}" if 0 < len(some) < len(cov) else "")
+                             if len(cov) > 1 else ("" if done else f"needs >= {MIN_LRS} LRs x {MIN_SEEDS} seeds")))
+        rows.append(row)
+    out = pd.DataFrame(rows)
+    for col in ("scale", "runs", "lrs", "seeds"):
+        if col not in out:
+            out[col] = None
+    return out[["item", "shows", "section", "status", "scale", "runs", "lrs", "seeds", "note"]]

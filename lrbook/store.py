@@ -1,0 +1,178 @@
+"""Results store: one JSON record per training run, keyed by the hash of its config.
+
+Layout: `<root>/runs/<run_id>.json`, plus `<root>/artefacts/<run_id>/` for small artefacts
+(attribution maps; never checkpoints). Writes go to a temporary file in the same folder and are
+renamed into place, so readers never see a partial record and concurrent writers cannot corrupt
+one. A claim file (`<run_id>.lock`, created with O_EXCL) keeps two workers from training the same
+run; a claim whose process is gone is taken over.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+import tempfile
+from pathlib import Path
+from typing import Iterable
+
+
+class StoreError(OSError):
+    pass
+
+
+def repo_root() -> Path | None:
+    """The lrbook checkout this code runs from, if any (the folder with pyproject.toml and lrbook/)."""
+    for start in (Path.cwd().resolve(), Path(__file__).resolve().parent):
+        for p in (start, *start.parents):
+            if (p / "pyproject.toml").is_file() and (p / "lrbook").is_dir():
+                return p
+    return None
+
+
+def default_store_path() -> Path:
+    """$LRBOOK_STORE, else `results/` of the checkout, else ~/.cache/lrbook/results."""
+    if os.environ.get("LRBOOK_STORE"):
+        return Path(os.environ["LRBOOK_STORE"]).expanduser()
+    root = repo_root()
+    return root / "results" if root else Path.home() / ".cache" / "lrbook" / "results"
+
+
+def _clean(obj):
+    """JSON-safe copy: NaN/inf become None, tuples lists, numpy scalars floats."""
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    if hasattr(obj, "item") and not isinstance(obj, (str, bytes)):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+class ResultStore:
+    def __init__(self, root: str | os.PathLike | None = None):
+        self.root = Path(root).expanduser() if root is not None else default_store_path()
+        self.runs = self.root / "runs"
+
+    def __repr__(self):
+        return f"ResultStore({str(self.root)!r})"
+
+    def check_writable(self) -> None:
+        """Fail now, not after training, if records cannot be written here."""
+        try:
+            self.runs.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=self.runs, prefix=".probe-"):
+                pass
+        except OSError as e:
+            raise StoreError(f"results store {self.root} is not writable ({e.strerror or e}); pass another "
+                             "location (store_dir= in a notebook, LRBOOK_STORE in the environment)") from None
+
+    def path(self, run_id: str) -> Path:
+        return self.runs / f"{run_id}.json"
+
+    def artefact_dir(self, run_id: str) -> Path:
+        return self.root / "artefacts" / run_id
+
+    def has(self, run_id: str) -> bool:
+        return self.path(run_id).is_file()
+
+    def get(self, run_id: str) -> dict:
+        return json.loads(self.path(run_id).read_text())
+
+    def put(self, record: dict) -> Path:
+        """Write `record` atomically under its `run_id`."""
+        self.check_writable()
+        target = self.path(record["run_id"])
+        fd, tmp = tempfile.mkstemp(dir=self.runs, prefix=f".{record['run_id']}-", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump(_clean(record), f, indent=1, sort_keys=True)
+                f.write("\n")
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return target
+
+    def records(self) -> Iterable[dict]:
+        if not self.runs.is_dir():
+            return []
+        return [json.loads(p.read_text()) for p in sorted(self.runs.glob("*.json"))]
+
+    def __len__(self):
+        return len(list(self.runs.glob("*.json"))) if self.runs.is_dir() else 0
+
+    # -- claims: one trainer per run across processes ------------------------------------------
+    def _lock(self, run_id: str) -> Path:
+        return self.runs / f"{run_id}.lock"
+
+    def claim(self, run_id: str) -> bool:
+        """True if this process may train `run_id` now (not stored, not claimed by a live process)."""
+        self.check_writable()
+        if self.has(run_id):
+            return False
+        lock = self._lock(run_id)
+        me = f"{socket.gethostname()} {os.getpid()}"
+        for _ in range(2):
+            try:
+                fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                if _claim_is_stale(lock):
+                    lock.unlink(missing_ok=True)
+                    continue
+                return False
+            with os.fdopen(fd, "w") as f:
+                f.write(me)
+            if self.has(run_id):  # finished elsewhere between the check and the claim
+                self.release(run_id)
+                return False
+            return True
+        return False
+
+    def release(self, run_id: str) -> bool:
+        self._lock(run_id).unlink(missing_ok=True)
+        return True
+
+    def to_frame(self, **filters):
+        """All records as a pandas DataFrame: config fields, dataset parameters (`data.*`), scalar
+        metrics, status and provenance columns; `filters` select rows by column value."""
+        return records_to_frame(self.records(), **filters)
+
+
+def _claim_is_stale(lock: Path) -> bool:
+    try:
+        host, pid = lock.read_text().split()
+    except (OSError, ValueError):
+        return True
+    if host != socket.gethostname():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def records_to_frame(records: Iterable[dict], **filters):
+    import pandas as pd
+
+    rows = []
+    for r in records:
+        cfg = r["config"]
+        row = {k: v for k, v in cfg.items() if not isinstance(v, dict)}
+        row.update({f"data.{k}": v for k, v in cfg.get("dataset_params", {}).items()})
+        row.update({f"model.{k}": v for k, v in cfg.get("model_params", {}).items()})
+        row.update({k: v for k, v in (r.get("metrics") or {}).items() if not isinstance(v, (dict, list))})
+        row.update(run_id=r["run_id"], status=r["status"], epochs=r.get("epochs"),
+                   seconds=r.get("provenance", {}).get("seconds"), device=r.get("provenance", {}).get("device"))
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    for k, v in filters.items():
+        if k not in df.columns:
+            return df.iloc[0:0]
+        df = df[df[k] == v]
+    return df.reset_index(drop=True)

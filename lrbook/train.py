@@ -1,0 +1,144 @@
+"""Training (paper Sec. 4.2): minibatch SGD with a constant LR until 100% training accuracy.
+
+Data stays on the training device and batches are index gathers (no DataLoader). Per-step
+quantities (loss, BC loss ratio of Sec. 6, BA/BC mean loss, logit norm) are written into device
+buffers and read once per epoch, so a step never waits for the host.
+
+Stopping rule (CHOICE, recorded in the config): stop after the first epoch in which every training
+sample was classified correctly when its minibatch was seen, or at `max_epochs` (status
+`max_epochs`). A non-finite loss stops the run with status `diverged`.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+CURVE_KEYS = ("loss", "train_acc", "bc_loss_ratio_mean", "bc_loss_ratio_max", "ba_loss", "bc_loss", "logit_norm")
+
+
+@dataclass
+class TrainOutcome:
+    status: str  # "converged" | "max_epochs" | "diverged"
+    epochs: int
+    steps: int
+    seconds: float
+    curves: dict[str, list[float]] = field(default_factory=dict)  # one value per epoch
+    max_bc_loss_ratio: float = float("nan")
+    attribution_trace: list[dict] = field(default_factory=list)
+
+
+def checkpoint_steps(limit: int) -> list[int]:
+    """Steps at which attributions are probed during training: 0 and powers of two (Fig. 3)."""
+    steps, s = [0], 1
+    while s <= limit:
+        steps.append(s)
+        s *= 2
+    return steps
+
+
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' was asked for but torch sees no GPU; use device='cpu' or 'auto'")
+    return device
+
+
+def train(model: nn.Module, data, cfg, device="cpu", progress: bool = False) -> TrainOutcome:
+    """Train `model` in place on `data` (already on `device`) as `cfg` says."""
+    from tqdm.auto import tqdm
+
+    from .attribution import attribution_shares
+    from .metrics import group_accuracies, predict
+
+    device = torch.device(device)
+    model.to(device).train()
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    x, y, b = data.x_train, data.y_train, data.b_train
+    n, bs = len(y), cfg.batch_size
+    steps_per_epoch = math.ceil(n / bs)
+    order_gen = torch.Generator().manual_seed(cfg.seed)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
+
+    probe = cfg.attribution_n > 0
+    probe_at = set(checkpoint_steps(cfg.max_epochs * steps_per_epoch)) if probe else set()
+    trace: list[dict] = []
+
+    def probe_attributions(step, epoch):
+        """Test accuracies (all, BA, BC) and, where the dataset defines regions, attribution shares."""
+        point = {"step": step, "epoch": round(epoch, 4)}
+        accs = group_accuracies(predict(model, data.x_test), data.y_test, data.b_test)
+        point.update({f"test_{k}": accs[k] for k in ("acc", "ba_acc", "bc_acc")})
+        if data.region_fn is not None:
+            point.update(attribution_shares(model, data, n=cfg.attribution_n, n_steps=cfg.attribution_steps))
+        trace.append(point)
+        model.train()
+
+    buf = torch.zeros(6, steps_per_epoch, device=device)  # loss, bc ratio, ba loss, bc loss, has bc, logit norm
+    curves = {k: [] for k in CURVE_KEYS}
+    status, step, start = "max_epochs", 0, time.perf_counter()
+    bar = tqdm(range(1, cfg.max_epochs + 1), desc=f"{cfg.dataset}/{cfg.model} lr={cfg.lr:g} seed={cfg.seed}",
+               disable=not progress, leave=False)
+    epoch = 0
+    for epoch in bar:
+        perm = torch.randperm(n, generator=order_gen).to(device)
+        correct = torch.zeros((), device=device, dtype=torch.long)
+        buf.zero_()
+        for i in range(steps_per_epoch):
+            if step in probe_at:
+                probe_attributions(step, epoch - 1 + i / steps_per_epoch)
+            idx = perm[i * bs:(i + 1) * bs]
+            xb, yb, bb = x[idx], y[idx], b[idx]
+            with autocast:
+                logits = model(xb)
+            logits = logits.float()
+            per_sample = F.cross_entropy(logits, yb, reduction="none")
+            loss = per_sample.mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            with torch.no_grad():
+                conflicting = (yb != bb).float()
+                n_bc = conflicting.sum()
+                bc_sum = (per_sample * conflicting).sum()
+                total = per_sample.sum()
+                buf[:, i] = torch.stack([
+                    loss,
+                    bc_sum / total.clamp_min(1e-30),
+                    (total - bc_sum) / (len(yb) - n_bc).clamp_min(1),
+                    bc_sum / n_bc.clamp_min(1),
+                    (n_bc > 0).float(),
+                    logits.norm(dim=1).mean(),
+                ])
+                correct += (logits.argmax(1) == yb).sum()
+            step += 1
+        stats = buf.cpu()
+        n_correct = int(correct)
+        has_bc = stats[4] > 0
+        curves["loss"].append(float(stats[0].mean()))
+        curves["train_acc"].append(n_correct / n)
+        curves["bc_loss_ratio_mean"].append(float(stats[1].mean()))
+        curves["bc_loss_ratio_max"].append(float(stats[1].max()))
+        curves["ba_loss"].append(float(stats[2].mean()))
+        curves["bc_loss"].append(float(stats[3][has_bc].mean()) if has_bc.any() else float("nan"))
+        curves["logit_norm"].append(float(stats[5].mean()))
+        bar.set_postfix(loss=f"{curves['loss'][-1]:.3g}", acc=f"{n_correct / n:.4f}")
+        if not torch.isfinite(stats[0]).all():
+            status = "diverged"
+            break
+        if n_correct >= cfg.stop_train_acc * n:
+            status = "converged"
+            break
+    bar.close()
+    if probe and status != "diverged":
+        probe_attributions(step, epoch)
+    finite = [v for v in curves["bc_loss_ratio_max"] if math.isfinite(v)]
+    return TrainOutcome(status=status, epochs=epoch, steps=step, seconds=time.perf_counter() - start,
+                        curves=curves, max_bc_loss_ratio=max(finite) if finite else float("nan"),
+                        attribution_trace=trace)
