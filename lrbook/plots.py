@@ -119,3 +119,29 @@ def plot_pruning_curves(records, method="structured", ax=None, title=None):
         ax.set_title(title)
     ax.legend(fontsize=7, frameon=False)
     return ax
+
+
+def lr_explorer(store, df, metrics=LR_EFFECT_METRICS):
+    """An ipywidgets slider over the stored LRs of one cell: per-seed metrics and the attribution
+    trace of the chosen LR. Needs a live kernel; the book shows the static figures instead."""
+    import ipywidgets as widgets
+    import matplotlib.pyplot as plt
+    from IPython.display import display
+
+    lrs = sorted(df.lr.unique())
+    slider = widgets.SelectionSlider(options=[(f"{v:g}", v) for v in lrs], description="LR")
+    out = widgets.Output()
+
+    def show(change=None):
+        with out:
+            out.clear_output(wait=True)
+            sub = df[df.lr == slider.value]
+            display(sub[["seed", "status", "epochs", *[m for m in metrics if m in sub]]].round(4))
+            rec = store.get(sub.run_id.iloc[0])
+            fig, ax = plt.subplots(figsize=(4.5, 3))
+            plot_attribution_trace(rec, ax=ax, title=f"LR {slider.value:g}, seed {rec['config']['seed']}")
+            plt.show()
+
+    slider.observe(show, names="value")
+    show()
+    return widgets.VBox([slider, out])

@@ -1,0 +1,67 @@
+"""Small helpers the book's notebooks use to say what they show: scale, runs, seeds, and the
+paper's reference values when no run exists yet."""
+from __future__ import annotations
+
+import numpy as np
+
+from .reference import DATASET_NAMES, MODEL_NAMES, S1_METRICS, paper_row
+
+
+def cell_frame(store, dataset: str, model: str, scale: str):
+    """The stored runs of one (dataset, model) cell at one scale."""
+    df = store.to_frame()
+    if df.empty:
+        return df
+    return df[(df.dataset == dataset) & (df.model == model) & (df.scale == scale)].reset_index(drop=True)
+
+
+def coverage_note(df, scale: str) -> str:
+    """'Scale `paper`: 15 runs, 5 LRs (0.01 to 0.75), 3 seeds each; 0 diverged.'"""
+    if df.empty:
+        return f"No stored runs at scale `{scale}`."
+    seeds = df.groupby("lr").seed.nunique()
+    seed_text = f"{seeds.min()} seeds each" if seeds.min() == seeds.max() else f"{seeds.min()} to {seeds.max()} seeds per LR"
+    n_div = int((df.status == "diverged").sum())
+    n_cap = int((df.status == "max_epochs").sum())
+    text = (f"Scale `{scale}`: {len(df)} runs, {df.lr.nunique()} LRs ({df.lr.min():g} to {df.lr.max():g}), "
+            f"{seed_text}; {n_div} diverged")
+    if n_cap:
+        text += f", {n_cap} stopped at the epoch cap before 100% training accuracy"
+    return text + "."
+
+
+def paper_reference_table(dataset: str, model: str):
+    """Table S1's row for a cell as a two-column table (variable, paper range)."""
+    import pandas as pd
+
+    ref = paper_row(dataset, model)
+    if ref is None:
+        return pd.DataFrame()
+    rows = [{"variable": "LR range", "paper min": ref.lr_min, "paper max": ref.lr_max}]
+    for prefix, (col, _) in S1_METRICS.items():
+        from .reference import METRIC_LABELS
+
+        rows.append({"variable": METRIC_LABELS[col], "paper min": ref[f"{prefix}_min"], "paper max": ref[f"{prefix}_max"]})
+    return pd.DataFrame(rows)
+
+
+def no_data_message(dataset: str, model: str, scale: str, notebook: str) -> str:
+    return (f"**No stored runs for {DATASET_NAMES.get(dataset, dataset)} / {MODEL_NAMES.get(model, model)} at scale "
+            f"`{scale}` yet.** Nothing below is a result of ours: it is the paper's Table S1 range for this cell. "
+            f"To produce runs: `papermill {notebook} out.ipynb -p dataset {dataset} -p scale {scale} -p train True`.")
+
+
+def low_high_records(store, df, seed=None):
+    """The stored records of the lowest and highest LR (converged or capped; one seed)."""
+    ok = df[df.status != "diverged"]
+    if ok.empty:
+        return None, None
+    seed = ok.seed.min() if seed is None else seed
+    pick = ok[ok.seed == seed] if (ok.seed == seed).any() else ok
+    lo = pick.loc[pick.lr.idxmin()]
+    hi = pick.loc[pick.lr.idxmax()]
+    return store.get(lo.run_id), store.get(hi.run_id)
+
+
+def fmt(v, digits=3):
+    return "—" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{v:.{digits}g}"
