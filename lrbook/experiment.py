@@ -73,20 +73,9 @@ def provenance(device: torch.device) -> dict:
             "platform": platform.platform(), "argv": sys.argv[:1]}
 
 
-def run_experiment(cfg: RunConfig, store: ResultStore | None = None, device="auto", data_root=None,
-                   progress: bool = False) -> dict:
-    """Train and evaluate `cfg`, write its record to `store` (if given) and return it. A diverged
-    run is a result: status `diverged`, no metrics."""
-    validate(cfg)
-    if store is not None:
-        store.check_writable()
-    device = resolve_device(device)
-    started = dt.datetime.now(dt.timezone.utc)
-    data = dataset_for(cfg, root=data_root).to(device)
-    torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model, data.input_shape, data.num_classes, **cfg.model_params).to(device)
-    outcome = train(model, data, cfg, device=device, progress=progress)
-    metrics, eval_curves = (None, {}) if outcome.status == "diverged" else evaluate(model, data, cfg)
+def make_record(cfg: RunConfig, data, outcome, metrics: dict | None, eval_curves: dict, device: torch.device,
+                started: dt.datetime) -> dict:
+    """The stored record of one finished run (shared by single and packed training)."""
     if metrics is not None:
         metrics["max_bc_loss_ratio"] = outcome.max_bc_loss_ratio
         if outcome.attribution_trace:
@@ -94,7 +83,7 @@ def run_experiment(cfg: RunConfig, store: ResultStore | None = None, device="aut
             metrics.update({f"attr_{k}": v for k, v in last.items() if k not in ("step", "epoch")
                             and not k.startswith("test_")})
     finished = dt.datetime.now(dt.timezone.utc)
-    record = {
+    return {
         "run_id": cfg.run_id,
         "config": cfg.to_dict(),
         "status": outcome.status,
@@ -109,6 +98,23 @@ def run_experiment(cfg: RunConfig, store: ResultStore | None = None, device="aut
                        "seconds": round((finished - started).total_seconds(), 2),
                        "train_seconds": round(outcome.seconds, 2)},
     }
+
+
+def run_experiment(cfg: RunConfig, store: ResultStore | None = None, device="auto", data_root=None,
+                   progress: bool = False) -> dict:
+    """Train and evaluate `cfg`, write its record to `store` (if given) and return it. A diverged
+    run is a result: status `diverged`, no metrics."""
+    validate(cfg)
+    if store is not None:
+        store.check_writable()
+    device = resolve_device(device)
+    started = dt.datetime.now(dt.timezone.utc)
+    data = dataset_for(cfg, root=data_root).to(device)
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.model, data.input_shape, data.num_classes, **cfg.model_params).to(device)
+    outcome = train(model, data, cfg, device=device, progress=progress)
+    metrics, eval_curves = (None, {}) if outcome.status == "diverged" else evaluate(model, data, cfg)
+    record = make_record(cfg, data, outcome, metrics, eval_curves, device, started)
     if store is not None:
         store.put(record)
     return record

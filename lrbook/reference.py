@@ -103,3 +103,14 @@ def compare_with_paper(df, dataset: str, model: str):
     if ref is not None:
         out.attrs["paper_lr_range"] = (ref.lr_min, ref.lr_max)
     return out
+
+
+def paper_lr_grid(dataset: str, model: str, n: int = 5) -> list[float]:
+    """n log-spaced LRs spanning the paper's LR range for a cell (Table S1), 1 significant digit
+    except the end points, which are the paper's own."""
+    ref = paper_row(dataset, model)
+    if ref is None:
+        raise KeyError(f"Table S1 has no cell {dataset}/{model}")
+    lo, hi = float(ref.lr_min), float(ref.lr_max)
+    inner = np.geomspace(lo, hi, n)[1:-1]
+    return [lo] + [float(f"{v:.1g}") for v in inner] + [hi]

@@ -65,3 +65,27 @@ def low_high_records(store, df, seed=None):
 
 def fmt(v, digits=3):
     return "—" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{v:.{digits}g}"
+
+
+SCALE_PREFERENCE = ("paper", "cpu", "smoke")
+
+
+def best_scale(df) -> str | None:
+    """The most faithful scale present in `df` (paper, then cpu, then smoke)."""
+    present = set(df.scale) if len(df) else set()
+    return next((s for s in SCALE_PREFERENCE if s in present), None)
+
+
+def cells_grid_frame(store, datasets, models, scale=None):
+    """Stored runs of every (dataset, model) cell, each at `scale` or, if None, its best scale."""
+    import pandas as pd
+
+    df = store.to_frame()
+    parts = []
+    for d in datasets:
+        for m in models:
+            sub = df[(df.dataset == d) & (df.model == m)] if len(df) else df
+            s = scale or best_scale(sub)
+            if s is not None and len(sub):
+                parts.append(sub[sub.scale == s])
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()

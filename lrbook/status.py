@@ -73,7 +73,7 @@ def status_table(store=None):
 
     from .store import ResultStore
 
-    store = store or ResultStore()
+    store = ResultStore() if store is None else store
     df = store.to_frame()
     rows = []
     for it in PAPER_ITEMS:

@@ -62,7 +62,7 @@ def run_sweep(configs, store: ResultStore | None = None, workers: int = 1, devic
     with cpu_count // workers torch threads). Returns what happened to each run."""
     from tqdm.auto import tqdm
 
-    store = store or ResultStore()
+    store = ResultStore() if store is None else store
     store.check_writable()
     configs = [validate(c) for c in configs]
     report = SweepReport(already_stored=[c.run_id for c in configs if store.has(c.run_id)])
