@@ -28,11 +28,14 @@ def main(argv=None) -> int:
 
     store = ResultStore(args.store)
     if args.command == "status":
-        from .status import status_table
+        from .status import scorecard, status_table
 
         table = status_table(store)
         if args.json:
-            print(json.dumps(json.loads(table.to_json(orient="records")), indent=1))
+            card = scorecard(store)
+            print(json.dumps({"items": json.loads(table.to_json(orient="records")),
+                              "scorecard": json.loads(card.to_json(orient="records")) if len(card) else []},
+                             indent=1))
         else:
             import pandas as pd
 

@@ -37,7 +37,20 @@ DATASET_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "cpu": dict(n_train=10000, n_test=10000, bc_ratio=0.01, left_intensity=0.5, right_intensity=1.0),
         "paper": dict(n_train=60000, n_test=10000, bc_ratio=0.01, left_intensity=0.5, right_intensity=1.0),
     },
+    "mnist_cifar": {
+        "smoke": dict(n_train=500, n_test=500, bc_ratio=0.05),
+        "cpu": dict(n_train=10000, n_test=10000, bc_ratio=0.05),
+        "paper": dict(n_train=50000, n_test=10000, bc_ratio=0.05),
+    },
+    "corrupted_cifar10": {
+        "smoke": dict(n_train=500, n_test=500, bc_ratio=0.05, severity=5),
+        "cpu": dict(n_train=10000, n_test=10000, bc_ratio=0.05, severity=5),
+        "paper": dict(n_train=50000, n_test=10000, bc_ratio=0.05, severity=5),
+    },
 }
+
+# Supplement C: FCNs get a larger BC ratio (25%) and width 2048 on the two CIFAR-based sets.
+FCN_BC_RATIO = {"mnist_cifar": 0.25, "corrupted_cifar10": 0.25}
 
 # Width/depth of the FCN per dataset (spec section 3); CNN and ResNets take no size parameters.
 FCN_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
@@ -45,6 +58,9 @@ FCN_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "moon_star": {"smoke": dict(width=64, depth=3), "cpu": dict(width=200, depth=3), "paper": dict(width=200, depth=3)},
     "colored_mnist": {"smoke": dict(width=64, depth=2), "cpu": dict(width=1024, depth=2), "paper": dict(width=1024, depth=2)},
     "double_mnist": {"smoke": dict(width=64, depth=2), "cpu": dict(width=1024, depth=2), "paper": dict(width=1024, depth=2)},
+    "mnist_cifar": {"smoke": dict(width=64, depth=2), "cpu": dict(width=1024, depth=2), "paper": dict(width=2048, depth=2)},
+    "corrupted_cifar10": {"smoke": dict(width=64, depth=2), "cpu": dict(width=1024, depth=2),
+                          "paper": dict(width=2048, depth=2)},
 }
 
 MAX_EPOCHS = {"smoke": 30, "cpu": 300, "paper": 1000}
@@ -114,7 +130,7 @@ def validate(cfg: RunConfig) -> RunConfig:
     if not (isinstance(cfg.lr, (int, float)) and math.isfinite(cfg.lr) and cfg.lr > 0):
         raise ConfigError(f"learning rate must be a finite number > 0, got {cfg.lr!r}")
     r = cfg.bc_ratio
-    if r is not None and not (0.0 <= r < 1.0):
+    if r is not None and not (isinstance(r, (int, float)) and 0.0 <= r < 1.0):
         raise ConfigError(f"bias-conflicting ratio must be in [0, 1), got {r!r}")
     if cfg.batch_size < 1 or cfg.max_epochs < 1:
         raise ConfigError("batch_size and max_epochs must be >= 1")
@@ -141,6 +157,8 @@ def make_config(dataset: str, model: str = "fcn", lr: float = 0.1, seed: int = 0
         if dataset not in DATASETS:
             raise ConfigError(f"unknown dataset {dataset!r}; choose one of {sorted(DATASETS)}")
     dparams = dict(DATASET_PRESETS.get(dataset, {}).get(scale, {}))
+    if model == "fcn" and dataset in FCN_BC_RATIO:
+        dparams["bc_ratio"] = FCN_BC_RATIO[dataset]
     dparams.update(dataset_params or {})
     mparams = dict(FCN_PRESETS.get(dataset, {}).get(scale, {})) if model == "fcn" else {}
     mparams.update(model_params or {})
@@ -152,6 +170,8 @@ def make_config(dataset: str, model: str = "fcn", lr: float = 0.1, seed: int = 0
         lr = float(lr)
     except (TypeError, ValueError):
         raise ConfigError(f"learning rate must be a number > 0, got {lr!r}") from None
+    if isinstance(seed, bool) or not isinstance(seed, (int, float, str)) or not str(seed).lstrip("-").isdigit():
+        raise ConfigError(f"seed must be an integer, got {seed!r}")
     cfg = RunConfig(dataset=dataset, model=model, lr=lr, seed=int(seed), scale=scale,
                     dataset_params=dparams, model_params=mparams, **fields)
     return validate(cfg)

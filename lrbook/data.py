@@ -299,7 +299,7 @@ def make_dataset(name: str, seed: int = 0, root=None, **params) -> SpuriousDatas
     """Build dataset `name` with its parameters (see `DATASETS`)."""
     if name not in DATASETS:
         raise ConfigError(f"unknown dataset {name!r}; choose one of {sorted(DATASETS)}")
-    if name in ("colored_mnist", "double_mnist"):
+    if name in ("colored_mnist", "double_mnist", "mnist_cifar", "corrupted_cifar10"):
         params["root"] = root
     return DATASETS[name](seed=seed, **params)
 
@@ -313,3 +313,21 @@ def dataset_for(cfg, root=None) -> SpuriousDataset:
     """The dataset a `RunConfig` asks for (cached per process: sweeps reuse it)."""
     return _cached(cfg.dataset, cfg.data_seed, None if root is None else str(root),
                    tuple(sorted(cfg.dataset_params.items())))
+
+
+def make_mnist_cifar(**params) -> SpuriousDataset:
+    """MNIST-CIFAR (spec 2.5); see `lrbook.cifar_data.make_mnist_cifar`."""
+    from .cifar_data import make_mnist_cifar as build
+
+    return build(**params)
+
+
+def make_corrupted_cifar10(**params) -> SpuriousDataset:
+    """Corrupted CIFAR-10 (spec 2.4); see `lrbook.cifar_data.make_corrupted_cifar10`."""
+    from .cifar_data import make_corrupted_cifar10 as build
+
+    return build(**params)
+
+
+DATASETS["mnist_cifar"] = make_mnist_cifar
+DATASETS["corrupted_cifar10"] = make_corrupted_cifar10

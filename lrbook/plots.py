@@ -63,6 +63,8 @@ def plot_lr_effects(df, metrics=LR_EFFECT_METRICS, ax=None, title=None, normalis
         span = span if span > 0 else 1.0
         ax.plot(s.lr, (mu - lo) / span, "o-", color=COLORS.get(m), label=METRIC_LABELS.get(m, m), ms=4)
         ax.fill_between(s.lr, (mu - sd - lo) / span, (mu + sd - lo) / span, color=COLORS.get(m), alpha=0.15)
+    if normalise:  # a metric that barely moves has a tiny span: keep its sd band from swamping the axes
+        ax.set_ylim(-0.35, 1.35)
     ax.set_xscale("log")
     ax.set_xlabel("learning rate")
     ax.set_ylabel("normalised value" if normalise else "value")

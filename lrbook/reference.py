@@ -49,31 +49,43 @@ def paper_row(dataset: str, model: str):
     return None if rows.empty else rows.iloc[0]
 
 
-def spearman(x, y) -> float:
-    """Spearman rank correlation (average ranks for ties)."""
-    import pandas as pd
+def _rank_corr(x_ranks: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Pearson correlation of fixed x ranks with the average ranks of each row of y."""
+    from scipy.stats import rankdata
 
-    x, y = pd.Series(np.asarray(x, float)), pd.Series(np.asarray(y, float))
-    ok = x.notna() & y.notna()
-    if ok.sum() < 3 or x[ok].nunique() < 2 or y[ok].nunique() < 2:
+    ry = rankdata(y, axis=-1)
+    xc = x_ranks - x_ranks.mean()
+    yc = ry - ry.mean(axis=-1, keepdims=True)
+    denom = np.sqrt((xc ** 2).sum() * (yc ** 2).sum(axis=-1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denom > 0, (yc * xc).sum(axis=-1) / denom, np.nan)
+
+
+def spearman(x, y) -> float:
+    """Spearman rank correlation (average ranks for ties); NaN with < 3 points or a constant side."""
+    from scipy.stats import rankdata
+
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    ok = np.isfinite(x) & np.isfinite(y)
+    x, y = x[ok], y[ok]
+    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
         return float("nan")
-    return float(x[ok].rank().corr(y[ok].rank()))
+    return float(_rank_corr(rankdata(x), y))
 
 
 def bootstrap_spearman(df, metric: str, n_boot: int = 1000, seed: int = 0) -> tuple[float, float]:
     """95% interval of Spearman(LR, metric), resampling seeds within each LR."""
+    from scipy.stats import rankdata
+
     rng = np.random.default_rng(seed)
-    groups = [g[metric].to_numpy(float) for _, g in df.groupby("lr")]
-    lrs = [lr for lr, _ in df.groupby("lr")]
-    stats = []
-    for _ in range(n_boot):
-        xs, ys = [], []
-        for lr, vals in zip(lrs, groups):
-            pick = rng.choice(vals, size=len(vals), replace=True)
-            xs += [lr] * len(pick)
-            ys += list(pick)
-        stats.append(spearman(xs, ys))
-    stats = np.array([s for s in stats if np.isfinite(s)])
+    ok = df[np.isfinite(df[metric].to_numpy(float))]
+    groups = [g[metric].to_numpy(float) for _, g in ok.groupby("lr")]
+    if len(groups) < 2 or sum(len(g) for g in groups) < 3:
+        return float("nan"), float("nan")
+    x = np.concatenate([[lr] * len(g) for lr, g in zip(sorted(ok.lr.unique()), groups)])
+    y = np.concatenate([g[rng.integers(0, len(g), size=(n_boot, len(g)))] for g in groups], axis=1)
+    stats = _rank_corr(rankdata(x), y)
+    stats = stats[np.isfinite(stats)]
     if len(stats) == 0:
         return float("nan"), float("nan")
     return float(np.percentile(stats, 2.5)), float(np.percentile(stats, 97.5))

@@ -100,3 +100,26 @@ def status_table(store=None):
         if col not in out:
             out[col] = None
     return out[["item", "shows", "section", "status", "scale", "runs", "lrs", "seeds", "note"]]
+
+
+def scorecard(store=None):
+    """Table S1 against ours for every stored (dataset, model, scale) cell: one row per variable with
+    the paper's range, ours, Spearman(LR, variable) with its seed-bootstrap interval and agreement."""
+    import pandas as pd
+
+    from .reference import compare_with_paper
+    from .store import ResultStore
+
+    store = ResultStore() if store is None else store
+    df = store.to_frame()
+    if df.empty:
+        return pd.DataFrame()
+    parts = []
+    for (d, m, s), sub in df.groupby(["dataset", "model", "scale"]):
+        t = compare_with_paper(sub, d, m)
+        t.insert(0, "scale", s)
+        t.insert(0, "model", m)
+        t.insert(0, "dataset", d)
+        t["runs"], t["lrs"], t["seeds"] = len(sub), sub.lr.nunique(), sub.seed.nunique()
+        parts.append(t)
+    return pd.concat(parts, ignore_index=True)

@@ -13,6 +13,7 @@ import math
 import os
 import socket
 import tempfile
+import time
 from pathlib import Path
 from typing import Iterable
 
@@ -114,22 +115,27 @@ class ResultStore:
         if self.has(run_id):
             return False
         lock = self._lock(run_id)
-        me = f"{socket.gethostname()} {os.getpid()}"
-        for _ in range(2):
-            try:
-                fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            except FileExistsError:
-                if _claim_is_stale(lock):
-                    lock.unlink(missing_ok=True)
-                    continue
-                return False
-            with os.fdopen(fd, "w") as f:
-                f.write(me)
-            if self.has(run_id):  # finished elsewhere between the check and the claim
-                self.release(run_id)
-                return False
-            return True
-        return False
+        # Write "host pid" to a temporary file, then link it into place: the claim appears complete
+        # or not at all, so no reader ever sees an empty claim and mistakes it for a stale one.
+        fd, tmp = tempfile.mkstemp(dir=self.runs, prefix=f".{run_id}-", suffix=".claim")
+        with os.fdopen(fd, "w") as f:
+            f.write(f"{socket.gethostname()} {os.getpid()}")
+        try:
+            for _ in range(2):
+                try:
+                    os.link(tmp, lock)
+                except FileExistsError:
+                    if _claim_is_stale(lock):
+                        lock.unlink(missing_ok=True)
+                        continue
+                    return False
+                if self.has(run_id):  # finished elsewhere between the check and the claim
+                    self.release(run_id)
+                    return False
+                return True
+            return False
+        finally:
+            Path(tmp).unlink(missing_ok=True)
 
     def release(self, run_id: str) -> bool:
         self._lock(run_id).unlink(missing_ok=True)
@@ -144,8 +150,13 @@ class ResultStore:
 def _claim_is_stale(lock: Path) -> bool:
     try:
         host, pid = lock.read_text().split()
-    except (OSError, ValueError):
+    except FileNotFoundError:
         return True
+    except (OSError, ValueError):  # unreadable or half-written: stale only once it is old
+        try:
+            return time.time() - lock.stat().st_mtime > 60
+        except FileNotFoundError:
+            return True
     if host != socket.gethostname():
         return False
     try:

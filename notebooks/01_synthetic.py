@@ -89,7 +89,8 @@ else:
 # Left: unbiased test accuracy, prunability (mean accuracy retained after removing 10% to 90% of
 # each layer's neurons, no fine-tuning) and activation compressibility (how well 10% of the
 # penultimate activations approximate all of them) against LR, each normalised to [0, 1] as in the
-# paper; line = mean over seeds, band = one standard deviation. Middle and right: share of
+# paper; line = mean over seeds, band = one standard deviation (clipped to the axes when a metric
+# barely moves, which makes its normalised spread large). Middle and right: share of
 # Integrated-Gradients attribution on the core, spurious and noise bits over training, for the
 # lowest and the highest stored LR (200 test inputs). The raw values follow in the table.
 
@@ -107,7 +108,8 @@ def show_cell(name: str, title: str):
     for ax, rec, which in ((axes[1], low, "lowest"), (axes[2], high, "highest")):
         plot_attribution_trace(rec, ax=ax, title=f"{which} LR {rec['config']['lr']:g} (seed {rec['config']['seed']})")
     plot_pruning_curves([store.get(r) for r in df.run_id], ax=axes[3], title="accuracy vs pruning")
-    fig.suptitle(f"{title}, FCN: {len(df)} runs at scale '{scale}', seeds {sorted(int(s) for s in df.seed.unique())}", y=1.03)
+    fig.suptitle(f"{title}, FCN: {len(df)} runs at scale '{scale}', seeds {sorted(int(s) for s in df.seed.unique())}")
+    fig.tight_layout()
     plt.show()
     display(format_summary(lr_summary(df, LR_EFFECT_METRICS + ("test_bc_acc", "max_bc_loss_ratio")),
                            LR_EFFECT_METRICS + ("test_bc_acc", "max_bc_loss_ratio"),

@@ -1,0 +1,218 @@
+"""`python -m lrbook`, lrbook.status and lrbook.reference."""
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from lrbook import reference
+from lrbook.__main__ import main
+from lrbook.config import make_config
+from lrbook.reference import bootstrap_spearman, compare_with_paper, paper_row, spearman
+from lrbook.status import MIN_LRS, MIN_SEEDS, PAPER_ITEMS, cell_coverage, status_table
+from lrbook.store import ResultStore
+
+REPO = Path(__file__).resolve().parents[1]
+LRS = (0.01, 0.03, 0.1, 0.3, 0.75)
+
+
+def fabricate(store, dataset="parity", model="fcn", lrs=LRS, seeds=(0, 1, 2), scale="smoke", status="converged"):
+    """Minimal records (enough for the status logic), one per LR x seed."""
+    for lr in lrs:
+        for s in seeds:
+            cfg = make_config(dataset, model, lr=lr, seed=s, scale=scale)
+            store.put({"run_id": cfg.run_id, "config": cfg.to_dict(), "status": status, "epochs": 5,
+                       "metrics": {"test_acc": 0.5 + lr / 2}})
+
+
+def by_item(table):
+    return {r["item"]: r for r in (table.to_dict("records") if isinstance(table, pd.DataFrame) else table)}
+
+
+# ------------------------------------------------------------------------------------ CLI
+
+
+def test_cli_status_json_lists_every_paper_item(tmp_store):
+    fabricate(tmp_store, lrs=(0.01, 0.1), seeds=(0,))
+    env = {**os.environ, "LRBOOK_STORE": str(tmp_store.root)}
+    out = subprocess.run([sys.executable, "-m", "lrbook", "status", "--json"], cwd=REPO, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    payload = json.loads(out.stdout)
+    rows = payload["items"] if isinstance(payload, dict) else payload
+    assert [r["item"] for r in rows] == [it.item for it in PAPER_ITEMS]
+    items = by_item(rows)
+    fig3 = items["Fig. 3"]
+    assert fig3["status"] == "partial" and fig3["runs"] == 2 and fig3["lrs"] == 2 and fig3["seeds"] == 1
+    assert fig3["scale"] == "smoke"
+    assert f">= {MIN_LRS} LRs x {MIN_SEEDS} seeds" in fig3["note"]
+    assert items["Fig. 15"]["status"] == "pending" and items["Fig. 15"]["runs"] == 0
+    assert items["Table S1"]["status"] == "partial"
+    if isinstance(payload, dict) and payload.get("scorecard"):
+        assert {(r["dataset"], r["model"], r["scale"]) for r in payload["scorecard"]} == {("parity", "fcn", "smoke")}
+    for r in rows:
+        assert r["status"] in ("reproduced", "partial", "pending", "not possible here")
+        if r["status"] == "not possible here":
+            assert r["note"], r["item"]
+
+
+def test_cli_status_empty_store_and_store_flag(tmp_path, capsys):
+    empty = tmp_path / "empty"
+    assert main(["--store", str(empty), "status"]) == 0
+    text = capsys.readouterr().out
+    assert "Fig. 3" in text and "not possible here" in text and "pending" in text
+    assert " reproduced " not in text
+
+
+def test_cli_sweep_trains_then_skips(tmp_path, capsys):
+    store = tmp_path / "s"
+    argv = ["--store", str(store), "sweep", "parity", "--lrs", "0.05", "--seeds", "0", "--scale", "smoke",
+            "--device", "cpu"]
+    assert main(argv) == 0
+    assert capsys.readouterr().out.strip().endswith("1 trained, 0 already stored, 0 running elsewhere, 0 failed")
+    assert len(ResultStore(store)) == 1
+    rec = ResultStore(store).records()[0]
+    assert rec["config"]["lr"] == 0.05 and rec["config"]["scale"] == "smoke"
+    assert main(argv) == 0
+    assert "0 trained, 1 already stored" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------------------------ status logic
+
+
+def test_fig3_reproduced_needs_five_lrs_by_three_seeds(tmp_store):
+    fabricate(tmp_store, lrs=LRS[:4])  # 4 LRs x 3 seeds
+    assert by_item(status_table(tmp_store))["Fig. 3"]["status"] == "partial"
+    fabricate(tmp_store, lrs=LRS[4:], seeds=(0, 1))  # fifth LR with only 2 seeds
+    assert by_item(status_table(tmp_store))["Fig. 3"]["status"] == "partial"
+    fabricate(tmp_store, lrs=LRS[4:], seeds=(2,))  # now 5 x 3
+    row = by_item(status_table(tmp_store))["Fig. 3"]
+    assert row["status"] == "reproduced"
+    assert (row["runs"], row["lrs"], row["seeds"], row["scale"]) == (15, 5, 3, "smoke")
+    assert row["note"] == ""
+    # other items are unaffected by parity runs
+    assert by_item(status_table(tmp_store))["Fig. 15"]["status"] == "pending"
+
+
+def test_five_lrs_with_three_seeds_each_not_just_in_total(tmp_store):
+    # 5 LRs and 3 distinct seeds overall, but no LR has all three seeds
+    for i, lr in enumerate(LRS):
+        fabricate(tmp_store, lrs=(lr,), seeds=(i % 3, (i + 1) % 3))
+    cov = cell_coverage(tmp_store.to_frame(), "parity", "fcn")
+    assert cov["lrs"] == 5 and cov["seeds"] == 3 and not cov["complete"]
+    assert by_item(status_table(tmp_store))["Fig. 3"]["status"] == "partial"
+
+
+def test_multi_cell_items_need_every_cell(tmp_store):
+    fabricate(tmp_store)
+    fabricate(tmp_store, dataset="moon_star")
+    items = by_item(status_table(tmp_store))
+    assert items["Fig. 15"]["status"] == "reproduced"
+    s1 = items["Table S1"]
+    assert s1["status"] == "partial" and s1["note"].startswith("2/22 cells")
+    assert "parity/fcn" in s1["note"] and "moon_star/fcn" in s1["note"]
+    assert items["Fig. 4, 16"]["status"] == "pending"
+
+
+def test_status_of_an_empty_store_is_not_read_from_the_default_store(tmp_path, monkeypatch):
+    """An empty ResultStore is falsy (len 0): it must still be the store that is read."""
+    default = ResultStore(tmp_path / "default")
+    fabricate(default)
+    monkeypatch.setenv("LRBOOK_STORE", str(default.root))
+    assert by_item(status_table())["Fig. 3"]["status"] == "reproduced"  # no argument: the default store
+    empty = ResultStore(tmp_path / "empty")
+    assert by_item(status_table(empty))["Fig. 3"]["status"] == "pending"
+
+
+def test_blocked_and_planned_items(tmp_store):
+    items = by_item(status_table(tmp_store))
+    for it in PAPER_ITEMS:
+        row = items[it.item]
+        if it.blocked:
+            assert row["status"] == "not possible here" and row["note"] == it.blocked
+        elif not it.cells:
+            assert row["status"] == "pending" and row["note"] == it.planned
+    assert items["Fig. 7, 19"]["status"] == "not possible here"
+    assert "cannot be downloaded" in items["Fig. 7, 19"]["note"]
+
+
+# ------------------------------------------------------------------------------------ reference
+
+
+def test_spearman_small_cases():
+    assert spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    assert spearman([1, 2, 3], [1, 3, 2]) == pytest.approx(0.5)
+    assert math.isnan(spearman([1, 2], [1, 2]))           # fewer than 3 pairs
+    assert math.isnan(spearman([1, 2, 3], [5, 5, 5]))     # constant
+    assert spearman([1, 2, 3, float("nan")], [1, 2, 3, 0]) == pytest.approx(1.0)  # NaN pairs dropped
+
+
+def test_paper_row():
+    row = paper_row("parity", "fcn")
+    assert (row.lr_min, row.lr_max, row.test_acc_min, row.test_acc_max) == (0.01, 0.75, 55.31, 85.663)
+    assert paper_row("parity", "resnet50") is None
+
+
+def lr_frame(sign=1.0, noise=0.0, dataset="parity", model="fcn"):
+    rows = []
+    for i, lr in enumerate(LRS):
+        for s in range(3):
+            v = 0.3 + sign * 0.1 * i + noise * (s - 1)
+            rows.append(dict(dataset=dataset, model=model, status="converged", lr=lr, seed=s, test_acc=v,
+                             prunability=v, act_compressibility=v, csi=v, class_separation=v))
+    rows.append(dict(dataset=dataset, model=model, status="diverged", lr=10.0, seed=0))  # no metrics
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture
+def fast_bootstrap(monkeypatch):
+    """compare_with_paper's 1000-sample bootstrap is slow with pandas ranks; 60 samples test the same logic."""
+    monkeypatch.setattr(reference, "bootstrap_spearman", functools.partial(bootstrap_spearman, n_boot=60))
+
+
+def test_compare_with_paper_monotone_data_agrees(fast_bootstrap):
+    out = compare_with_paper(lr_frame(), "parity", "fcn")
+    assert list(out.variable) == ["Unbiased test acc.", "Prunability", "Act. compressibility", "Avg. CSI",
+                                  "Class separation"]
+    assert list(out.spearman) == pytest.approx([1.0] * 5) and list(out.ci_low) == pytest.approx([1.0] * 5)
+    assert (out.agrees == "yes").all()
+    acc = out.iloc[0]
+    assert (acc.paper_min, acc.paper_max) == (55.31, 85.663)
+    assert acc.ours_min == pytest.approx(30.0) and acc.ours_max == pytest.approx(70.0)  # accuracies in %
+    assert out.iloc[1].ours_max == pytest.approx(0.7)  # other metrics keep their unit
+    assert out.attrs["paper_lr_range"] == (0.01, 0.75)
+
+
+def test_compare_with_paper_decreasing_and_noisy(fast_bootstrap):
+    down = compare_with_paper(lr_frame(sign=-1.0), "parity", "fcn")
+    assert list(down.spearman) == pytest.approx([-1.0] * 5) and (down.agrees == "no").all()
+    noisy = compare_with_paper(lr_frame(noise=0.02), "parity", "fcn")
+    assert (noisy.spearman > 0.9).all() and (noisy.spearman < 0.999).all() and (noisy.agrees == "yes").all()
+    # a cell the paper does not have: no paper columns, our numbers still computed
+    other = compare_with_paper(lr_frame(model="resnet50"), "parity", "resnet50")
+    assert "paper_min" not in other and (other.agrees == "yes").all()
+
+
+def test_bootstrap_spearman_interval():
+    lo, hi = bootstrap_spearman(lr_frame(noise=0.02), "test_acc", n_boot=40)
+    assert 0.8 < lo <= hi <= 1.0
+    lo, hi = bootstrap_spearman(lr_frame(sign=-1.0), "csi", n_boot=20)
+    assert lo == pytest.approx(-1.0) and hi == pytest.approx(-1.0)
+
+
+def test_paper_lr_grid():
+    from lrbook.reference import paper_lr_grid
+
+    g = paper_lr_grid("parity", "fcn")
+    assert g == [0.01, 0.03, 0.09, 0.3, 0.75]  # geomspace(0.01, 0.75, 5) = .01 .029 .087 .25 .75
+    assert len(paper_lr_grid("moon_star", "fcn", n=7)) == 7
+    with pytest.raises(KeyError, match="parity/resnet50"):
+        paper_lr_grid("parity", "resnet50")

@@ -1,0 +1,316 @@
+"""lrbook.metrics and lrbook.attribution on hand-computed cases (REPRODUCTION_SPEC section 4)."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from lrbook.attribution import attribution_entropy, attribution_map, attribution_shares, region_shares
+from lrbook.data import make_parity
+from lrbook.metrics import (class_separation, group_accuracies, kappa_compressibility, magnitude_prune, pq_index,
+                            parameter_compressibility, predict, prunability, pruning_curve, selectivity_index,
+                            sparsity, structured_prune)
+from lrbook.models import FCN, build_model
+
+T = torch.tensor
+
+# ---------------------------------------------------------------------------- compressibility
+
+
+@pytest.mark.parametrize("v, kappa, expected", [
+    ([3.0, 4.0], 0.5, 1 - 3 / 5),                               # keep 4
+    ([-4.0, 3.0], 0.5, 1 - 3 / 5),                              # by magnitude
+    ([3.0, 4.0] + [0.0] * 8, 0.1, 1 - 3 / 5),                   # ceil(0.1 * 10) = 1 entry kept
+    ([3.0, 4.0] + [0.0] * 8, 0.2, 1.0),                         # both non-zeros kept
+    ([3.0, 4.0] + [0.0] * 9, 0.1, 1.0),                         # ceil(1.1) = 2 kept
+    ([1.0, 1.0, 1.0, 1.0], 0.25, 1 - math.sqrt(3) / 2),
+    ([1.0, 2.0, 2.0], 0.34, 1 - 1 / 3),                         # ceil(1.02) = 2 kept -> tail 1, norm 3
+    ([0.0] * 5, 0.1, 1.0),                                      # all-zero row counts as 1
+])
+def test_kappa_compressibility_hand_cases(v, kappa, expected):
+    got = kappa_compressibility(T([v]), kappa)
+    assert got.shape == (1,)
+    assert got.item() == pytest.approx(expected, abs=1e-6)
+
+
+def test_kappa_compressibility_is_per_row_and_scale_invariant():
+    v = T([[3.0, 4.0, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0], [0.0, 0.0, 0.0, 0.0]])
+    got = kappa_compressibility(v, 0.25)
+    assert torch.allclose(got, T([0.4, 1 - math.sqrt(3) / 2, 1.0]), atol=1e-6)
+    assert torch.allclose(kappa_compressibility(10 * v, 0.25), got, atol=1e-6)
+    # images are flattened per sample
+    assert torch.allclose(kappa_compressibility(v.reshape(3, 1, 2, 2), 0.25), got, atol=1e-6)
+
+
+def test_sparsity():
+    assert torch.equal(sparsity(T([[0.0, 1.0, 0.0, 2.0], [1.0, 1.0, 1.0, 1.0], [0.0] * 4])), T([0.5, 0.0, 1.0]))
+
+
+@pytest.mark.parametrize("d", [2, 5, 100])
+def test_pq_index_one_hot_and_constant(d):
+    one_hot = torch.zeros(1, d)
+    one_hot[0, d // 2] = -3.0
+    # (p, q) = (0.5, 1): 1 - d^(1 - 2) * ||v||_0.5 / ||v||_1 = 1 - (1/d) * 3 / 3
+    assert pq_index(one_hot).item() == pytest.approx(1 - 1 / d, abs=1e-6)
+    assert pq_index(torch.full((1, d), 2.5)).item() == pytest.approx(0.0, abs=1e-6)
+    assert pq_index(torch.zeros(1, d)).item() == 0.0
+
+
+def test_pq_index_hand_case():
+    # v = [1, 4]: ||v||_0.5 = (1 + 2)^2 = 9, ||v||_1 = 5, d^(1-2) = 1/2 -> 1 - 9 / 10
+    assert pq_index(T([[1.0, 4.0]])).item() == pytest.approx(0.1, abs=1e-6)
+    # sparser is larger
+    assert pq_index(T([[0.0, 1.0, 0.0, 4.0]])).item() > pq_index(T([[1.0, 1.0, 1.0, 4.0]])).item()
+
+
+def test_parameter_compressibility_averages_rows_of_all_layers():
+    m = FCN(4, 2, width=2, depth=1)
+    with torch.no_grad():
+        m.features[1].weight.copy_(T([[3.0, 4.0, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0]]))
+        m.classifier.weight.copy_(T([[0.0, 5.0], [2.0, 2.0]]))
+    # kappa = 0.25 keeps 1 of 4 entries in the hidden rows, ceil(0.5) = 1 of 2 in classifier rows
+    expected = (0.4 + (1 - math.sqrt(3) / 2) + 1.0 + (1 - 2 / math.sqrt(8))) / 4
+    assert parameter_compressibility(m, kappa=0.25) == pytest.approx(expected, abs=1e-6)
+
+
+# ---------------------------------------------------------------------------- representations
+
+
+def test_class_separation_identical_within_orthogonal_across():
+    f = torch.cat([T([[2.0, 0.0, 0.0]]).repeat(3, 1), T([[0.0, 0.5, 0.0]]).repeat(5, 1)])
+    labels = T([0, 0, 0, 1, 1, 1, 1, 1])
+    assert class_separation(f, labels) == pytest.approx(1.0, abs=1e-9)
+
+
+def test_class_separation_hand_case_with_self_pairs():
+    """Class 0 = {e1, e2}, class 1 = {e3, e3}. With self-pairs, class 0's mean within distance is
+    (0 + 1 + 1 + 0) / 4 = 0.5, class 1's is 0, so d_within = 0.25; the block means are
+    [[0.5, 1], [1, 0]], d_total = 2.5 / 4 = 0.625 and R^2 = 1 - 0.25 / 0.625 = 0.6."""
+    f = T([[1.0, 0.0, 0.0], [0.0, 3.0, 0.0], [0.0, 0.0, 1.0], [0.0, 0.0, 2.0]])
+    labels = T([0, 0, 1, 1])
+    assert class_separation(f, labels) == pytest.approx(0.6, abs=1e-9)
+    # the value does not depend on the order of samples
+    perm = T([2, 0, 3, 1])
+    assert class_separation(f[perm], labels[perm]) == pytest.approx(0.6, abs=1e-9)
+
+
+def test_class_separation_of_random_features_is_near_zero():
+    g = torch.Generator().manual_seed(0)
+    f = torch.randn(300, 64, generator=g)
+    labels = torch.randint(0, 3, (300,), generator=g)
+    assert abs(class_separation(f, labels)) < 0.03
+
+
+def test_selectivity_index_hand_cases():
+    labels = T([0, 0, 0, 0, 1, 1, 1, 1])
+    only_class0 = T([1.0, 1, 1, 1, 0, 0, 0, 0])          # CSI 1, coverage 1
+    half_class0 = T([2.0, 2, 0, 0, 0, 0, 0, 0])          # CSI 1, coverage 0.5
+    never = torch.zeros(8)                               # excluded
+    both = T([1.0, 1, 1, 1, 1, 1, 1, 1])                 # CSI 0
+    f = lambda *cols: torch.stack(cols, 1)
+    assert selectivity_index(f(only_class0), labels) == pytest.approx(1.0, abs=1e-9)
+    assert selectivity_index(f(half_class0), labels) == pytest.approx(0.5, abs=1e-9)
+    assert selectivity_index(f(half_class0), labels, coverage=False) == pytest.approx(1.0, abs=1e-9)
+    assert selectivity_index(f(only_class0, never), labels) == pytest.approx(1.0, abs=1e-9)
+    assert selectivity_index(f(only_class0, half_class0, both, never), labels) == pytest.approx(0.5, abs=1e-9)
+    assert math.isnan(selectivity_index(f(never), labels))
+
+
+def test_selectivity_index_three_classes():
+    # means per class [3, 1, 1] -> mu_rest = 1 -> (3 - 1) / (3 + 1) = 0.5, fires on all class-0 samples
+    labels = T([0, 0, 1, 1, 2, 2])
+    unit = T([[3.0], [3.0], [1.0], [1.0], [0.0], [2.0]])
+    assert selectivity_index(unit, labels) == pytest.approx(0.5, abs=1e-9)
+    # preferred class need not be class 0
+    unit2 = T([[0.0], [0.0], [0.0], [0.0], [4.0], [0.0]])  # class 2 mean 2, coverage 0.5
+    assert selectivity_index(unit2, labels) == pytest.approx(0.5, abs=1e-9)
+
+
+# ---------------------------------------------------------------------------- accuracies
+
+
+def test_group_accuracies_hand_case():
+    y = T([0, 0, 0, 1, 1, 1, 1, 0])
+    b = T([0, 0, 1, 1, 1, 1, 0, 1])
+    pred = T([0, 1, 0, 1, 0, 0, 1, 0])
+    # correct: 1 0 1 1 0 0 1 1; groups (y,b): (0,0) 1/2, (0,1) 2/2, (1,1) 1/3, (1,0) 1/1
+    out = group_accuracies(pred, y, b)
+    assert out["acc"] == pytest.approx(5 / 8)
+    assert out["ba_acc"] == pytest.approx(2 / 5)
+    assert out["bc_acc"] == pytest.approx(3 / 3)
+    assert out["worst_group_acc"] == pytest.approx(1 / 3)
+
+
+def test_group_accuracies_without_bc_samples_gives_nan():
+    out = group_accuracies(T([0, 1]), T([0, 1]), T([0, 1]))
+    assert out["acc"] == 1.0 and out["ba_acc"] == 1.0 and math.isnan(out["bc_acc"])
+
+
+def test_predict_restores_training_mode_and_batches():
+    m = FCN(3, 2, width=4, depth=1).train()
+    x = torch.randn(25, 3)
+    p = predict(m, x, batch_size=7)
+    assert m.training and p.shape == (25,)
+    with torch.no_grad():
+        assert torch.equal(p, m(x).argmax(1))
+
+
+# ---------------------------------------------------------------------------- pruning
+
+
+def _fcn_with_known_rows():
+    m = FCN(4, 2, width=4, depth=2)
+    with torch.no_grad():
+        # L1 norms 4, 3, 10, 1; the L2 norms (2, 3, ...) order rows 0 and 1 the other way round
+        m.features[1].weight.copy_(T([[1.0, 1, 1, 1], [3.0, 0, 0, 0], [5.0, 5, 0, 0], [0.0, 0, -1, 0]]))
+        m.features[3].weight.copy_(T([[9.0, 0, 0, 0], [0.0, -2, 0, 0], [1.0, 1, 1, 0.5], [0.0, 0, 0, 0.1]]))
+        m.classifier.weight.copy_(T([[0.01, 0.02, 0.03, 0.04], [1.0, 2.0, 3.0, 4.0]]))
+    return m
+
+
+def test_structured_prune_zeroes_smallest_l1_rows_only():
+    m = _fcn_with_known_rows()
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    p = structured_prune(m, 0.5)  # round(0.5 * 4) = 2 rows per layer
+    w1, w2 = p.features[1].weight, p.features[3].weight
+    zero_rows = lambda w: [i for i in range(w.shape[0]) if (w[i] == 0).all()]
+    assert zero_rows(w1) == [1, 3]  # L1 3 and 1 (L2 would have picked rows 0 and 3)
+    assert zero_rows(w2) == [1, 3]  # L1 2 and 0.1
+    for i in (0, 2):
+        assert torch.equal(w1[i], before["features.1.weight"][i])
+        assert torch.equal(w2[i], before["features.3.weight"][i])
+    assert torch.equal(p.classifier.weight, before["classifier.weight"]), "classifier is never pruned"
+    for k, v in m.state_dict().items():
+        assert torch.equal(v, before[k]), "the original model is untouched"
+
+
+@pytest.mark.parametrize("fraction, n_zero", [(0.25, 1), (0.75, 3), (0.0, 0), (0.1, 0)])
+def test_structured_prune_counts(fraction, n_zero):
+    p = structured_prune(_fcn_with_known_rows(), fraction)
+    for layer in (p.features[1], p.features[3]):
+        assert int((layer.weight == 0).all(1).sum()) == n_zero
+
+
+def test_structured_prune_zeroes_following_batchnorm_in_resnet18():
+    torch.manual_seed(0)
+    m = build_model("resnet18", (1, 28, 28), 10)
+    with torch.no_grad():
+        for bn in m.modules():
+            if isinstance(bn, nn.BatchNorm2d):
+                bn.weight.uniform_(0.5, 1.5)
+                bn.bias.uniform_(0.1, 1.0)  # non-zero, so zeroing is visible
+    p = structured_prune(m, 0.25)
+    pairs = [("conv1", "bn1"), ("layer1.0.conv1", "layer1.0.bn1"), ("layer3.0.conv2", "layer3.0.bn2"),
+             ("layer2.0.downsample.0", "layer2.0.downsample.1")]
+    mods = dict(p.named_modules())
+    orig = dict(m.named_modules())
+    for conv_name, bn_name in pairs:
+        conv, bn = mods[conv_name], mods[bn_name]
+        n_out = conv.out_channels
+        k = round(0.25 * n_out)
+        l1 = orig[conv_name].weight.detach().flatten(1).abs().sum(1)
+        expect = set(l1.argsort()[:k].tolist())
+        dropped = set(torch.nonzero((conv.weight == 0).flatten(1).all(1)).flatten().tolist())
+        assert dropped == expect, conv_name
+        keep = sorted(set(range(n_out)) - expect)
+        assert (bn.weight[sorted(expect)] == 0).all() and (bn.bias[sorted(expect)] == 0).all(), bn_name
+        assert (bn.weight[keep] != 0).all() and (bn.bias[keep] != 0).all(), bn_name
+    assert torch.equal(p.fc.weight, m.fc.weight) and torch.equal(p.fc.bias, m.fc.bias)
+    # a pruned channel is dead after its BatchNorm: conv1 -> bn1 output is exactly 0 there
+    p.eval()
+    with torch.no_grad():
+        out = p.bn1(p.conv1(torch.randn(2, 1, 28, 28)))
+    dead = sorted(torch.nonzero((p.conv1.weight == 0).flatten(1).all(1)).flatten().tolist())
+    assert (out[:, dead] == 0).all()
+
+
+def test_magnitude_prune_zeroes_the_smallest_weights():
+    torch.manual_seed(1)
+    m = FCN(10, 3, width=8, depth=2)
+    p = magnitude_prune(m, 0.3)
+    for name in ("features.1", "features.3"):
+        w0, w = dict(m.named_modules())[name].weight, dict(p.named_modules())[name].weight
+        k = round(0.3 * w0.numel())
+        zeroed = w == 0
+        assert int(zeroed.sum()) == k
+        assert w0[zeroed].abs().max() <= w0[~zeroed].abs().min()
+        assert torch.equal(w[~zeroed], w0[~zeroed])
+    assert torch.equal(p.classifier.weight, m.classifier.weight)
+
+
+def test_pruning_curve_and_prunability():
+    m = _fcn_with_known_rows()
+    x = torch.randn(50, 4, generator=torch.Generator().manual_seed(0))
+    y = predict(m, x)
+    curve = pruning_curve(m, x, y, fractions=(0.0, 0.25, 1.0))
+    assert list(curve) == [0.0, 0.25, 1.0]
+    assert curve[0.0] == 1.0  # nothing pruned: predictions unchanged
+    for p, acc in curve.items():
+        assert acc == pytest.approx((predict(structured_prune(m, p), x) == y).float().mean().item())
+    # hand-made curve
+    assert prunability({0.1: 0.8, 0.2: 0.4, 0.3: 0.2}, base_acc=0.8) == pytest.approx((1 + 0.5 + 0.25) / 3)
+    assert prunability({0.5: 0.9}, base_acc=0.9) == pytest.approx(1.0)
+    assert math.isnan(prunability({0.5: 0.1}, base_acc=0.0))
+
+
+# ---------------------------------------------------------------------------- attribution
+
+
+def test_region_shares_hand_case():
+    maps = T([[1.0, 1.0, 2.0, 0.0], [0.0, 0.0, 0.0, 4.0]])
+    regions = {"a": T([True, True, False, False]), "b": T([False, False, True, True])}
+    out = region_shares(maps, regions)
+    assert out["a"] == pytest.approx((0.5 + 0.0) / 2)
+    assert out["b"] == pytest.approx((0.5 + 1.0) / 2)
+
+
+def test_region_shares_image_masks_with_channels():
+    maps = torch.zeros(1, 2, 4)
+    maps[0, :, :2] = 1.0  # left half 4 units
+    maps[0, 0, 3] = 4.0   # right half 4 units
+    left = torch.zeros(2, 4, dtype=torch.bool)
+    left[:, :2] = True
+    assert region_shares(maps, {"left": left, "right": ~left}) == pytest.approx({"left": 0.5, "right": 0.5})
+    per_channel = left[None, None].expand(1, 3, 2, 4)  # (N, C, H, W) mask for (N, H, W) maps
+    assert region_shares(maps, {"left": per_channel})["left"] == pytest.approx(0.5)
+
+
+def test_attribution_entropy():
+    assert attribution_entropy(torch.ones(2, 16)).tolist() == pytest.approx([math.log(16)] * 2)
+    one_hot = torch.zeros(1, 4, 4)
+    one_hot[0, 1, 2] = 3.0
+    assert attribution_entropy(one_hot).item() == pytest.approx(0.0, abs=1e-6)
+    assert attribution_entropy(T([[1.0, 1.0, 0.0, 0.0]])).item() == pytest.approx(math.log(2))
+
+
+def _linear(weight):
+    m = nn.Linear(weight.shape[1], weight.shape[0], bias=False)
+    with torch.no_grad():
+        m.weight.copy_(weight)
+    return m
+
+
+@pytest.mark.filterwarnings("ignore:Setting forward, backward hooks")
+@pytest.mark.parametrize("method", ["ig", "deeplift"])
+def test_attribution_of_linear_model_is_input_times_weight(method):
+    w = T([[1.0, -2.0, 0.5, 0.0], [-3.0, 0.0, 1.0, 2.0]])
+    model = _linear(w)
+    x = T([[1.0, 2.0, -1.0, 4.0], [0.5, -1.0, 2.0, 1.0], [2.0, 2.0, 2.0, 2.0]])
+    target = T([0, 1, 1])
+    maps = attribution_map(model, x, target, method=method, n_steps=4, batch_size=2)
+    assert torch.allclose(maps, (x * w[target]).abs(), atol=1e-5)
+
+
+def test_attribution_shares_on_parity_with_linear_model():
+    """Parity inputs are +-1, so with weights of equal magnitude for both classes the share of a
+    block is its share of sum |w|."""
+    data = make_parity(n_train=10, n_test=30, seed=0)
+    row = torch.zeros(20)
+    row[:4] = 1.0        # core: 4
+    row[10:12] = 3.0     # spurious: 6
+    row[12:] = 0.25      # noise: 8 * 0.25 = 2
+    model = _linear(torch.stack([row, -row]))
+    shares = attribution_shares(model, data, n=30, n_steps=4)
+    assert shares == pytest.approx({"core": 4 / 12, "spurious": 6 / 12, "noise": 2 / 12}, abs=1e-5)

@@ -1,0 +1,284 @@
+"""lrbook.store and lrbook.sweep: atomic records, claims, resumable sweeps."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from lrbook import sweep as sweep_mod
+from lrbook.config import make_config
+from lrbook.store import ResultStore, StoreError, default_store_path, records_to_frame
+from lrbook.sweep import missing, run_sweep
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def fast_cfg(lr=0.05, seed=0, **over):
+    """A smoke parity run that takes a fraction of a second."""
+    kw = dict(max_epochs=3, attribution_n=0, eval_n=50)
+    kw.update(over)
+    return make_config("parity", "fcn", lr=lr, seed=seed, scale="smoke", **kw)
+
+
+def fake_record(cfg, status="converged", **metrics):
+    return {"run_id": cfg.run_id, "config": cfg.to_dict(), "status": status, "epochs": 3,
+            "metrics": metrics or {"test_acc": 0.5}}
+
+
+def files_in(path: Path) -> list[str]:
+    return sorted(p.name for p in path.iterdir()) if path.is_dir() else []
+
+
+# ------------------------------------------------------------------------------------ store
+
+
+def test_session_store_is_not_the_checkout_results():
+    path = Path(os.environ["LRBOOK_STORE"]).resolve()
+    assert REPO / "results" not in (path, *path.parents)
+    assert default_store_path() == Path(os.environ["LRBOOK_STORE"])
+    assert ResultStore().root == Path(os.environ["LRBOOK_STORE"])
+
+
+def test_put_get_round_trip_cleans_values(tmp_store):
+    rec = {"run_id": "abc123", "status": "converged", "nan": float("nan"), "inf": float("-inf"),
+           "np": np.float32(0.25), "npint": np.int64(7), "tensor": torch.tensor(1.5), "tup": (1, 2.0),
+           "nested": {"curve": [1.0, float("nan"), 3.0], 4: "int key"}}
+    path = tmp_store.put(rec)
+    assert path == tmp_store.root / "runs" / "abc123.json" and path.is_file()
+    got = tmp_store.get("abc123")
+    assert got == {"run_id": "abc123", "status": "converged", "nan": None, "inf": None, "np": 0.25, "npint": 7,
+                   "tensor": 1.5, "tup": [1, 2.0], "nested": {"curve": [1.0, None, 3.0], "4": "int key"}}
+    json.loads(path.read_text())  # strict JSON: no NaN tokens
+    assert "NaN" not in path.read_text()
+    assert tmp_store.has("abc123") and not tmp_store.has("other")
+    assert len(tmp_store) == 1 and [r["run_id"] for r in tmp_store.records()] == ["abc123"]
+
+
+def test_put_leaves_no_temporary_files(tmp_store):
+    for i in range(3):
+        tmp_store.put({"run_id": f"r{i}", "v": i})
+    tmp_store.put({"run_id": "r1", "v": 10})  # overwrite
+    assert files_in(tmp_store.runs) == ["r0.json", "r1.json", "r2.json"]
+    assert tmp_store.get("r1")["v"] == 10
+
+
+def test_failed_put_keeps_old_record_and_leaves_nothing_behind(tmp_store):
+    tmp_store.put({"run_id": "r", "v": 1})
+    with pytest.raises(TypeError):
+        tmp_store.put({"run_id": "r", "v": object()})  # not JSON serialisable
+    assert files_in(tmp_store.runs) == ["r.json"]
+    assert tmp_store.get("r") == {"run_id": "r", "v": 1}
+
+
+def test_empty_store():
+    store = ResultStore(Path("/nonexistent/lrbook-store"))
+    assert len(store) == 0 and list(store.records()) == [] and len(store.to_frame()) == 0
+
+
+def test_records_to_frame_columns_and_filters(tmp_store):
+    a, b = fast_cfg(lr=0.1), fast_cfg(lr=0.2, seed=1)
+    tmp_store.put({**fake_record(a, test_acc=0.7, prunability=0.9), "metrics": {"test_acc": 0.7, "prunability": 0.9,
+                                                                                "curve": [1, 2], "d": {"x": 1}},
+                   "provenance": {"seconds": 1.5, "device": "cpu (x86_64, 1 threads)"}})
+    tmp_store.put(fake_record(b, status="diverged") | {"metrics": None})
+    df = tmp_store.to_frame()
+    assert len(df) == 2
+    for col in ("dataset", "model", "lr", "seed", "scale", "max_epochs", "data.n_train", "data.bc_ratio",
+                "model.width", "model.depth", "test_acc", "prunability", "run_id", "status", "epochs",
+                "seconds", "device"):
+        assert col in df.columns, col
+    assert "curve" not in df.columns and "d" not in df.columns
+    assert "dataset_params" not in df.columns
+    row = df.set_index("run_id").loc[a.run_id]
+    assert (row.lr, row.status, row.test_acc, row["data.n_train"], row.seconds) == (0.1, "converged", 0.7, 400, 1.5)
+    assert math.isnan(df.set_index("run_id").loc[b.run_id, "test_acc"])
+    assert list(tmp_store.to_frame(status="diverged").run_id) == [b.run_id]
+    assert list(tmp_store.to_frame(lr=0.1, seed=0).run_id) == [a.run_id]
+    assert len(tmp_store.to_frame(no_such_column=1)) == 0
+    assert len(records_to_frame([])) == 0
+
+
+# ------------------------------------------------------------------------------------ claims
+
+
+def _lock(store, run_id):
+    return store.runs / f"{run_id}.lock"
+
+
+def _dead_pid() -> int:
+    out = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    return int(out.stdout)
+
+
+def test_claim_and_release(tmp_store):
+    assert tmp_store.claim("run1")
+    lock = _lock(tmp_store, "run1")
+    assert lock.read_text() == f"{socket.gethostname()} {os.getpid()}"
+    assert not tmp_store.claim("run1"), "a live process's claim blocks"
+    tmp_store.release("run1")
+    assert not lock.exists()
+    assert tmp_store.claim("run1")
+    tmp_store.release("run1")
+
+
+def test_claim_of_dead_process_is_taken_over(tmp_store):
+    tmp_store.runs.mkdir(parents=True)
+    lock = _lock(tmp_store, "run2")
+    lock.write_text(f"{socket.gethostname()} {_dead_pid()}")
+    assert tmp_store.claim("run2")
+    assert lock.read_text() == f"{socket.gethostname()} {os.getpid()}"
+
+
+def test_claim_of_live_other_process_blocks(tmp_store):
+    tmp_store.runs.mkdir(parents=True)
+    lock = _lock(tmp_store, "run3")
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        lock.write_text(f"{socket.gethostname()} {proc.pid}")
+        assert not tmp_store.claim("run3")
+        assert lock.read_text() == f"{socket.gethostname()} {proc.pid}"
+    finally:
+        proc.kill()
+        proc.wait()
+    assert tmp_store.claim("run3"), "once that process is gone its claim is stale"
+
+
+def test_claim_from_another_host_blocks(tmp_store):
+    tmp_store.runs.mkdir(parents=True)
+    _lock(tmp_store, "run4").write_text(f"{socket.gethostname()}-elsewhere 1")
+    assert not tmp_store.claim("run4")
+
+
+def test_stored_run_cannot_be_claimed(tmp_store):
+    tmp_store.put({"run_id": "done"})
+    assert not tmp_store.claim("done")
+    assert not _lock(tmp_store, "done").exists()
+
+
+def test_claim_being_written_is_not_taken_over(tmp_store):
+    tmp_store.runs.mkdir(parents=True)
+    _lock(tmp_store, "run5").touch()  # another process between os.open(O_EXCL) and its write
+    assert not tmp_store.claim("run5")
+
+
+# ------------------------------------------------------------------------------------ sweeps
+
+
+def test_sweep_trains_missing_only(tmp_store):
+    cfgs = [fast_cfg(lr=0.05), fast_cfg(lr=0.1)]
+    rep = run_sweep(cfgs, tmp_store, device="cpu", progress=False)
+    assert sorted(rep.trained) == sorted(c.run_id for c in cfgs)
+    assert rep.already_stored == [] and rep.failed == {} and rep.claimed_elsewhere == []
+    assert files_in(tmp_store.runs) == sorted(f"{c.run_id}.json" for c in cfgs), "no lock or temp files left"
+    stamps = {c.run_id: (tmp_store.path(c.run_id).stat().st_mtime_ns, tmp_store.path(c.run_id).read_text())
+              for c in cfgs}
+    for c in cfgs:
+        rec = tmp_store.get(c.run_id)
+        assert rec["config"] == c.to_dict() and rec["status"] in ("converged", "max_epochs")
+
+    again = run_sweep(cfgs, tmp_store, device="cpu", progress=False)
+    assert again.trained == [] and sorted(again.already_stored) == sorted(c.run_id for c in cfgs)
+    assert again.claimed_elsewhere == [] and again.failed == {}
+    assert str(again) == "0 trained, 2 already stored, 0 running elsewhere, 0 failed"
+    for c in cfgs:
+        p = tmp_store.path(c.run_id)
+        assert (p.stat().st_mtime_ns, p.read_text()) == stamps[c.run_id], "stored records are not rewritten"
+
+
+def test_sweep_resumes(tmp_store):
+    cfgs = [fast_cfg(lr=lr) for lr in (0.02, 0.05, 0.1)]
+    tmp_store.put(fake_record(cfgs[1], test_acc=0.123))
+    assert [c.run_id for c in missing(cfgs, tmp_store)] == [cfgs[0].run_id, cfgs[2].run_id]
+    rep = run_sweep(cfgs, tmp_store, device="cpu", progress=False)
+    assert sorted(rep.trained) == sorted([cfgs[0].run_id, cfgs[2].run_id])
+    assert rep.already_stored == [cfgs[1].run_id]
+    assert tmp_store.get(cfgs[1].run_id)["metrics"] == {"test_acc": 0.123}, "the stored run is kept"
+    assert len(tmp_store) == 3
+
+
+def test_sweep_deduplicates(tmp_store):
+    c = fast_cfg(lr=0.07)
+    rep = run_sweep([c, c], tmp_store, device="cpu", progress=False)
+    assert rep.trained == [c.run_id] and len(tmp_store) == 1
+
+
+def test_sweep_skips_runs_claimed_elsewhere(tmp_store):
+    c = fast_cfg(lr=0.03)
+    tmp_store.runs.mkdir(parents=True)
+    lock = _lock(tmp_store, c.run_id)
+    lock.write_text(f"{socket.gethostname()} {os.getpid()}")
+    rep = run_sweep([c], tmp_store, device="cpu", progress=False)
+    assert rep.claimed_elsewhere == [c.run_id] and rep.trained == []
+    assert not tmp_store.has(c.run_id) and lock.exists(), "the other worker's claim is left alone"
+
+
+def test_sweep_reports_failures_and_releases_claims(tmp_store, monkeypatch):
+    import lrbook.experiment
+
+    def boom(*a, **k):
+        raise ValueError("synthetic failure 42")
+
+    monkeypatch.setattr(lrbook.experiment, "run_experiment", boom)
+    c = fast_cfg(lr=0.04)
+    with pytest.raises(RuntimeError, match="1 run\\(s\\) failed") as exc:
+        run_sweep([c], tmp_store, device="cpu", progress=False)
+    assert "synthetic failure 42" in str(exc.value)
+    assert files_in(tmp_store.runs) == [], "no record, no leftover claim"
+
+
+def test_sweep_with_two_worker_processes(tmp_store):
+    cfgs = [fast_cfg(lr=0.05, seed=s, max_epochs=2) for s in (0, 1)]
+    rep = run_sweep(cfgs, tmp_store, workers=2, device="cpu", progress=False)
+    assert sorted(rep.trained) == sorted(c.run_id for c in cfgs) and rep.failed == {}
+    assert files_in(tmp_store.runs) == sorted(f"{c.run_id}.json" for c in cfgs)
+    for c in cfgs:
+        rec = tmp_store.get(c.run_id)
+        assert rec["status"] == "max_epochs" and rec["epochs"] == 2
+        threads = max(1, (os.cpu_count() or 1) // 2)  # each worker gets cpu_count // workers threads
+        assert f"{threads} threads" in rec["provenance"]["device"]
+
+
+def _unwritable_store(tmp_path, kind):
+    if kind == "read-only dir":
+        if os.geteuid() == 0:
+            pytest.skip("root ignores directory permissions")
+        root = tmp_path / "ro"
+        root.mkdir()
+        root.chmod(0o500)
+        return ResultStore(root / "store")
+    afile = tmp_path / "afile"
+    afile.write_text("not a folder")
+    return ResultStore(afile / "store")
+
+
+@pytest.mark.parametrize("kind", ["under a regular file", "read-only dir"])
+def test_unwritable_store_fails_before_training(tmp_path, monkeypatch, kind):
+    import lrbook.experiment
+
+    store = _unwritable_store(tmp_path, kind)
+    calls = []
+    monkeypatch.setattr(sweep_mod, "_run_one", lambda *a, **k: calls.append(a))
+    monkeypatch.setattr(lrbook.experiment, "train", lambda *a, **k: calls.append(a))
+    c = fast_cfg(lr=0.06)
+    try:
+        with pytest.raises(StoreError, match="not writable.*LRBOOK_STORE"):
+            run_sweep([c], store, device="cpu", progress=False)
+        with pytest.raises(StoreError):
+            lrbook.experiment.run_experiment(c, store=store, device="cpu")
+        with pytest.raises(StoreError):
+            store.put({"run_id": "x"})
+    finally:
+        if kind == "read-only dir":
+            (tmp_path / "ro").chmod(0o700)
+    assert calls == [], "nothing was trained"
+    assert not store.runs.exists() and len(store) == 0
+    if kind != "read-only dir":
+        assert (tmp_path / "afile").read_text() == "not a folder"

@@ -1,0 +1,188 @@
+"""lrbook.train and lrbook.experiment: SGD until 100% train accuracy, divergence, caps, records."""
+from __future__ import annotations
+
+import copy
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from lrbook.config import make_config
+from lrbook.data import SpuriousDataset
+from lrbook.experiment import run_experiment
+from lrbook.metrics import PRUNE_FRACTIONS, predict
+from lrbook.models import FCN
+from lrbook.train import CURVE_KEYS, checkpoint_steps, resolve_device, train
+
+
+def toy_data(n=200, n_bc=10, seed=0):
+    """Linearly separable 5-d problem (sign of x0), with a bias label that disagrees on n_bc samples."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % 2
+    x = torch.randn(n, 5, generator=g)
+    x[:, 0] = (2 * y - 1) * (1 + x[:, 0].abs())
+    b = y.clone()
+    b[:n_bc] = 1 - b[:n_bc]
+    return SpuriousDataset("toy", x, y, b, x.clone(), y.clone(), b.clone(), num_classes=2)
+
+
+def toy_cfg(**over):
+    kw = dict(lr=0.5, scale="smoke", attribution_n=0, max_epochs=50)
+    kw.update(over)
+    return make_config("parity", **kw)
+
+
+def test_train_reaches_100_percent_and_stops():
+    data = toy_data()
+    torch.manual_seed(0)
+    model = FCN(5, 2, width=32, depth=2)
+    out = train(model, data, toy_cfg())
+    assert out.status == "converged"
+    acc = out.curves["train_acc"]
+    assert acc[-1] == 1.0 and all(a < 1.0 for a in acc[:-1]), "stops after the first perfect epoch"
+    assert out.epochs == len(acc) and out.steps == out.epochs * 2  # 200 samples, batch 100
+    assert set(out.curves) == set(CURVE_KEYS)
+    assert all(len(v) == out.epochs for v in out.curves.values())
+    assert bool((predict(model, data.x_train) == data.y_train).all()), "the trained model fits every sample"
+    assert model.training
+
+
+def test_train_is_deterministic_in_seed():
+    data = toy_data()
+    outs = []
+    for seed in (3, 3, 4):
+        torch.manual_seed(0)
+        model = FCN(5, 2, width=32, depth=2)
+        outs.append((train(model, data, toy_cfg(seed=seed, lr=0.05, max_epochs=4)), model))
+    (a, ma), (b, mb), (c, _) = outs
+    assert a.curves == b.curves
+    assert all(torch.equal(p, q) for p, q in zip(ma.parameters(), mb.parameters()))
+    assert a.curves["loss"] != c.curves["loss"], "the seed sets the minibatch order"
+
+
+def test_first_epoch_quantities_match_their_definitions():
+    """One minibatch per epoch and a negligible LR: epoch 1's logged values are those of the
+    initial model, computed by hand here (spec 4, Mechanism: BC loss ratio = BC CE sum / CE sum)."""
+    data = toy_data(n=60, n_bc=7)
+    torch.manual_seed(1)
+    model = FCN(5, 2, width=16, depth=2)
+    init = copy.deepcopy(model)
+    out = train(model, data, toy_cfg(lr=1e-12, batch_size=60, max_epochs=1))
+    assert out.status == "max_epochs" and out.epochs == 1 and out.steps == 1
+    with torch.no_grad():
+        logits = init(data.x_train)
+    ce = F.cross_entropy(logits, data.y_train, reduction="none")
+    bc = data.y_train != data.b_train
+    c = out.curves
+    assert c["loss"][0] == pytest.approx(ce.mean().item(), rel=1e-5)
+    assert c["bc_loss_ratio_mean"][0] == pytest.approx((ce[bc].sum() / ce.sum()).item(), rel=1e-5)
+    assert c["bc_loss_ratio_max"][0] == pytest.approx(c["bc_loss_ratio_mean"][0])
+    assert c["ba_loss"][0] == pytest.approx(ce[~bc].mean().item(), rel=1e-5)
+    assert c["bc_loss"][0] == pytest.approx(ce[bc].mean().item(), rel=1e-5)
+    assert c["logit_norm"][0] == pytest.approx(logits.norm(dim=1).mean().item(), rel=1e-5)
+    assert c["train_acc"][0] == pytest.approx((logits.argmax(1) == data.y_train).float().mean().item())
+    assert out.max_bc_loss_ratio == pytest.approx(c["bc_loss_ratio_max"][0])
+
+
+def test_max_epochs_cap():
+    cfg = make_config("parity", lr=0.01, scale="smoke", max_epochs=2, attribution_n=0)
+    rec = run_experiment(cfg, device="cpu")
+    assert rec["status"] == "max_epochs" and rec["epochs"] == 2 and rec["steps"] == 2 * 4
+    assert all(len(rec["curves"]["per_epoch"][k]) == 2 for k in CURVE_KEYS)
+    assert rec["metrics"] is not None  # a capped run is still evaluated
+
+
+def test_divergence_is_a_recorded_result(tmp_store):
+    cfg = make_config("parity", lr=1e6, scale="smoke")
+    rec = run_experiment(cfg, store=tmp_store, device="cpu")
+    assert rec["status"] == "diverged"
+    assert rec["metrics"] is None
+    assert rec["epochs"] == 1
+    assert not math.isfinite(rec["curves"]["per_epoch"]["loss"][-1])
+    stored = tmp_store.get(cfg.run_id)
+    assert stored["status"] == "diverged" and stored["metrics"] is None
+    assert stored["curves"]["per_epoch"]["loss"][-1] is None  # NaN stored as JSON null
+
+
+@pytest.fixture(scope="module")
+def converged_record():
+    """An easy parity task (core = parity of 2 bits, spurious = 1 bit, no BC samples): converges."""
+    cfg = make_config("parity", lr=1.0, seed=0, scale="smoke",
+                      dataset_params={"bc_ratio": 0.0, "core_bits": 2, "spurious_bits": 1})
+    return cfg, run_experiment(cfg, device="cpu")
+
+
+def test_run_experiment_converges_and_records_everything(converged_record):
+    cfg, rec = converged_record
+    assert rec["status"] == "converged"
+    assert rec["run_id"] == cfg.run_id and rec["config"] == cfg.to_dict()
+    per_epoch = rec["curves"]["per_epoch"]
+    assert len(per_epoch["train_acc"]) == rec["epochs"] and per_epoch["train_acc"][-1] == 1.0
+    assert rec["steps"] == rec["epochs"] * 4
+    assert rec["bc_ratio_drawn"] == 0.0
+    m = rec["metrics"]
+    assert m["train_acc"] == 1.0
+    for k in ("test_acc", "test_ba_acc", "test_bc_acc", "test_worst_group_acc", "act_compressibility",
+              "act_sparsity", "act_pq_index", "param_compressibility"):
+        assert 0.0 <= m[k] <= 1.0, k
+    assert m["test_worst_group_acc"] <= min(m["test_ba_acc"], m["test_bc_acc"]) + 1e-9
+    assert rec["curves"]["prune_fractions"] == list(PRUNE_FRACTIONS)
+    assert len(rec["curves"]["prune_structured"]) == len(PRUNE_FRACTIONS) == 9
+    expect = sum(a / m["test_acc"] for a in rec["curves"]["prune_structured"]) / 9
+    assert m["prunability"] == pytest.approx(expect)
+    assert m["max_bc_loss_ratio"] == pytest.approx(max(per_epoch["bc_loss_ratio_max"]))
+    for k in ("csi", "bsi", "class_separation"):
+        assert math.isfinite(m[k]), k
+    prov = rec["provenance"]
+    assert {"device", "versions", "started", "finished", "seconds"} <= set(prov)
+    assert prov["device"].startswith("cpu")
+
+
+def test_bc_loss_ratios_are_shares(converged_record):
+    per_epoch = converged_record[1]["curves"]["per_epoch"]
+    for mean, mx in zip(per_epoch["bc_loss_ratio_mean"], per_epoch["bc_loss_ratio_max"]):
+        assert 0.0 <= mean <= mx <= 1.0
+
+
+def test_bc_loss_ratio_nonzero_with_bc_samples():
+    cfg = make_config("parity", lr=0.05, scale="smoke", max_epochs=3, attribution_n=0)
+    per_epoch = run_experiment(cfg, device="cpu")["curves"]["per_epoch"]
+    for mean, mx in zip(per_epoch["bc_loss_ratio_mean"], per_epoch["bc_loss_ratio_max"]):
+        assert 0.0 < mean <= mx < 1.0
+    assert all(math.isfinite(v) and v > 0 for v in per_epoch["bc_loss"])
+
+
+def test_attribution_trace_at_powers_of_two(converged_record):
+    cfg, rec = converged_record
+    trace = rec["attribution_trace"]
+    steps = [p["step"] for p in trace]
+    assert steps[:-1] == [s for s in checkpoint_steps(rec["steps"]) if s < rec["steps"]]
+    assert steps[-1] == rec["steps"]
+    for p in trace:
+        assert p["core"] + p["spurious"] + p["noise"] == pytest.approx(1.0, abs=1e-5)
+        assert 0.0 <= p["test_acc"] <= 1.0
+    assert rec["metrics"]["attr_core"] == pytest.approx(trace[-1]["core"])
+    assert rec["metrics"]["attr_spurious"] == pytest.approx(trace[-1]["spurious"])
+
+
+def test_run_experiment_is_deterministic():
+    cfg = make_config("parity", lr=0.3, seed=5, scale="smoke", max_epochs=6)
+    a, b = run_experiment(cfg, device="cpu"), run_experiment(cfg, device="cpu")
+    assert a["curves"] == b["curves"]
+    assert a["metrics"] == b["metrics"]
+    assert a["attribution_trace"] == b["attribution_trace"]
+
+
+def test_checkpoint_steps():
+    assert checkpoint_steps(0) == [0]
+    assert checkpoint_steps(10) == [0, 1, 2, 4, 8]
+    assert checkpoint_steps(16) == [0, 1, 2, 4, 8, 16]
+
+
+def test_resolve_device():
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="no GPU"):
+            resolve_device("cuda")
