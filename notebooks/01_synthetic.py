@@ -56,6 +56,7 @@ data_root = None  # unused here (the data is generated), kept for a uniform inte
 show_explorer = False  # True in a live notebook: an LR slider over the stored runs
 
 # %%
+# %matplotlib inline
 import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
 

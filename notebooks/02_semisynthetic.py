@@ -50,6 +50,7 @@ store_dir = None
 data_root = None  # folder with MNIST/ and cifar-10-batches-py/ (torchvision layout); None: $LRBOOK_DATA or ./data
 
 # %%
+# %matplotlib inline
 import matplotlib.pyplot as plt
 import torch
 from IPython.display import Markdown, display
