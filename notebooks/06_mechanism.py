@@ -1,0 +1,239 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: tags,-all
+#     formats: ipynb,py:percent
+#     notebook_metadata_filter: kernelspec,jupytext
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # The mechanism: confident mispredictions reweight the minibatch
+#
+# **Paper:** Sec. 6, Proposition 1 (proof in supplement D.1), Proposition 2 (D.2), Fig. 12, Fig. 13,
+# Fig. 18, and the supplement's paragraph "Mechanism of LR's Effects".
+# **Claim:** a network first learns the simple spurious feature, so bias-aligned (BA) samples are
+# predicted correctly and bias-conflicting (BC) samples wrongly. Large LRs grow the logits fast;
+# with cross-entropy, up-scaled logits make the BC mispredictions *confident*, so the few BC samples
+# come to dominate the minibatch loss and its gradient, an implicit reweighting towards BC samples
+# that pushes the network off the spurious rule. Small LRs lack this pressure and let the network
+# memorise the BC samples while keeping its spurious subnetwork.
+#
+# The paper's equations were lost in text extraction; the propositions are evaluated below as
+# described in words in the text, and `lrbook/mechanism.py` documents exactly what is computed.
+# Everything measured on trained networks comes from the results store; nothing is trained here.
+
+# %% tags=["parameters"]
+store_dir = None  # results store; None: the repository's results/ (or $LRBOOK_STORE)
+datasets = "all"  # "all", one dataset name, or a comma-separated list (e.g. "parity,colored_mnist")
+low_lr = None  # LR shown as "low" in Fig. 13 and the BA/BC comparison; None: the lowest stored per cell
+high_lr = None  # likewise "high"; None: the highest stored per cell
+scale = None  # "paper", "cpu" or "smoke"; None: each cell at its most faithful stored scale
+
+# %%
+# %matplotlib inline
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from IPython.display import Markdown, display
+
+from lrbook import ResultStore
+from lrbook.mechanism import (ba_bc_ratio_by_lr, ba_bc_verdict, bc_loss_share, cell_title, describe_runs,
+                              gradient_norm_shares, max_bc_ratio_table, pick_lrs, plot_bc_loss_share, plot_dynamics,
+                              plot_max_bc_scatter, plural)
+from lrbook.reference import DATASET_NAMES, MODEL_NAMES
+from lrbook.report import cells_grid_frame, coverage_note
+
+DATASETS = list(DATASET_NAMES) if datasets == "all" else (
+    [d.strip() for d in datasets.split(",")] if isinstance(datasets, str) else list(datasets))
+store = ResultStore(store_dir)
+runs = cells_grid_frame(store, DATASETS, list(MODEL_NAMES), scale)
+CELLS = [] if runs.empty else sorted({(d, m) for d, m in zip(runs.dataset, runs.model)},
+                                     key=lambda c: (DATASETS.index(c[0]), list(MODEL_NAMES).index(c[1])))
+
+
+def cell_runs(d, m):
+    return runs[(runs.dataset == d) & (runs.model == m)]
+
+
+if CELLS:
+    display(Markdown(f"Rendering from `{store.root}`: {len(runs)} runs in {len(CELLS)} cells: "
+                     + ", ".join(f"{cell_title(d, m)} ({cell_runs(d, m).scale.iloc[0]}, {len(cell_runs(d, m))} runs)"
+                                 for d, m in CELLS) + "."))
+else:
+    display(Markdown(f"**No runs are stored** for the selected datasets in `{store.root}`"
+                     + (f" at scale `{scale}`" if scale else "") + ". Sections 1 and 2 below are "
+                     "computations, not training runs, and still render; the figures from training runs "
+                     "(Fig. 12, 13 and the BA/BC loss ratio) are empty. Train runs with notebooks 01/02."))
+
+# %% [markdown]
+# ## 1. Proposition 1: the BC share of the minibatch loss grows with the logit scale
+# A binary minibatch of 100 samples; the predictor follows the spurious rule, so each BC sample is
+# wrong with logit margin $s\,m_{BC}$ and each BA sample right with margin $s\,m_{BA}$, where $s$ is
+# the logit-scaling factor. The CE loss of a BC sample is $\mathrm{softplus}(s\,m_{BC})$, growing
+# linearly in $s$, that of a BA sample $\mathrm{softplus}(-s\,m_{BA})$, vanishing exponentially; so
+# the BC share of the loss starts at the BC fraction ($s=0$: every loss is $\log 2$) and tends to 1.
+# Exact values, no simulation.
+
+# %%
+scales = np.linspace(0, 10, 201)
+fig, axes = plt.subplots(1, 3, figsize=(14, 3.4), sharey=True)
+for ax, (m_bc, m_ba) in zip(axes, [(1.0, 1.0), (0.5, 2.0), (2.0, 0.5)]):
+    plot_bc_loss_share(ax, scales, (0.01, 0.05, 0.1), m_bc, m_ba)
+fig.suptitle("Proposition 1: share of the minibatch CE loss from BC samples (batch 100, exact)")
+fig.tight_layout()
+plt.show()
+display(pd.DataFrame({f"s = {s:g}": [bc_loss_share(s, 1.0, 1.0, r) for r in (0.01, 0.05, 0.1)]
+                      for s in (0, 1, 2, 5, 10)}, index=["BC 1%", "BC 5%", "BC 10%"]).round(3)
+        .rename_axis("BC share of loss, margins 1/1"))
+
+# %% [markdown]
+# ## 2. Proposition 2: BC samples dominate the gradients of both subnetworks
+# A *bias-decomposable* network (Definition 1, D.2): $f(x) = s\,(f_\text{core}(x_\text{core}) +
+# f_\text{spur}(x_\text{spur}))$ with two bias-free one-hidden-layer ReLU branches (8 units each) on
+# separate 10-dimensional core and spurious feature blocks. The branches are constructed, not trained,
+# so the core branch favours the true class by 0.5 and the spurious branch the spurious label by 2 on
+# every sample: the network predicts by the spurious rule (BA right with margin $2.5s$, BC wrong with
+# margin $1.5s$). For one minibatch of 100 samples with BC fraction $r$, autograd gives, per branch,
+# the Frobenius norm of the gradient of the mean CE loss, and the share of the summed per-sample
+# gradient norms that comes from BC samples. Deterministic (seed 0, float64).
+
+# %%
+grid = np.geomspace(0.01, 100, 61)
+prop2 = {r: gradient_norm_shares(grid, bc_fraction=r) for r in (0.01, 0.05, 0.1)}
+fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
+cmap = plt.get_cmap("viridis")
+for i, (r, t) in enumerate(prop2.items()):
+    axes[0].plot(t.scale, t.bc_share_spur, "-", color=cmap(i / 2), label=f"spurious branch, BC {r:.0%}")
+    axes[0].plot(t.scale, t.bc_share_core, ":", color=cmap(i / 2), lw=2.2, label=f"core branch, BC {r:.0%}")
+t = prop2[0.05]
+axes[1].plot(t.scale, t.grad_spur, "-", color="#d62728", label="spurious branch")
+axes[1].plot(t.scale, t.grad_core, "-", color="#2ca02c", label="core branch")
+axes[1].plot(t.scale, t.scale * t.grad_spur.iloc[-1] / t.scale.iloc[-1], ":", color="grey", label="∝ s")
+axes[0].set(xscale="log", xlabel="logit scale s", ylabel="BC share of per-sample gradient norms", ylim=(0, 1.02),
+            title="who drives each subnetwork's gradient")
+axes[1].set(xscale="log", yscale="log", xlabel="logit scale s", ylabel="‖∇ minibatch loss‖ (Frobenius)",
+            title="gradient norm per subnetwork, BC 5%")
+axes[0].legend(fontsize=7, frameon=False, loc="center right")
+axes[1].legend(fontsize=7, frameon=False, loc="upper left")
+fig.suptitle("Proposition 2 on a constructed bias-decomposable network (one minibatch of 100)")
+fig.tight_layout()
+plt.show()
+display(Markdown(f"Spurious rule holds on every sample: {all(t.attrs['spurious_rule'] for t in prop2.values())}; "
+                 f"core branch correct on every sample: {all(t.attrs['core_correct'] for t in prop2.values())}."))
+display(t[t.scale.isin(grid[::10])][["scale", "grad_core", "grad_spur", "grad_ratio", "bc_share_core",
+                                     "bc_share_spur", "loss_bc_share"]].round(4).reset_index(drop=True))
+
+# %% [markdown]
+# At small $s$ the BC share of each branch's gradient is close to the BC fraction; once $s$ is a few
+# units it approaches 1 and both gradient norms grow linearly in $s$ (the BA contribution dies off
+# exponentially). In between, BA and BC contributions to the spurious branch point in opposite
+# directions and partly cancel in the minibatch gradient, hence the dip of its norm.
+
+# %% [markdown]
+# ## 3. Maximum BC loss ratio vs unbiased test accuracy (Fig. 12)
+# For every run, the largest BC loss ratio (BC samples' loss / total minibatch loss) met in any
+# minibatch during training, against the run's unbiased test accuracy; one panel per stored cell,
+# colour = LR (log scale). The paper (ResNet18 on several datasets) finds a very strong positive
+# correlation. The table gives Pearson and Spearman correlations over the runs of each cell.
+
+# %%
+if CELLS:
+    cols = min(3, len(CELLS))
+    rows_ = -(-len(CELLS) // cols)
+    fig, axes = plt.subplots(rows_, cols, figsize=(5.2 * cols, 3.8 * rows_), squeeze=False)
+    for ax, (d, m) in zip(axes.flat, CELLS):
+        sub = cell_runs(d, m)
+        plot_max_bc_scatter(ax, sub, f"{cell_title(d, m)}\n{describe_runs(sub)}")
+    for ax in list(axes.flat)[len(CELLS):]:
+        ax.axis("off")
+    fig.suptitle("Fig. 12: max BC loss ratio during training vs unbiased test accuracy", y=1.0)
+    fig.tight_layout()
+    plt.show()
+    corr = max_bc_ratio_table(runs)
+    corr.insert(0, "cell", [cell_title(d, m) for d, m in zip(corr.dataset, corr.model)])
+    display(corr.drop(columns=["dataset", "model"]).round(3))
+else:
+    display(Markdown("No stored runs: Fig. 12 cannot be drawn."))
+
+# %% [markdown]
+# ## 4. Training dynamics at a low and a high LR (Fig. 13)
+# The paper shows ResNet18 on Colored MNIST (and CIFAR-10); here Colored MNIST / ResNet18 and
+# Parity / FCN where stored. Per-epoch averages plotted at the training step that ends each epoch
+# (log axis: low-LR runs train much longer; the first epoch, 600 steps on Colored MNIST, is a single
+# point, so the within-epoch dynamics of the first minibatches are averaged away): mean loss of BC and BA samples, the BC loss ratio
+# (epoch mean and epoch maximum over minibatches), the mean logit norm, and, for parity, the share of
+# Integrated-Gradients attribution on the spurious (and core) bits from the attribution probes.
+# Every stored seed of each LR is drawn (first seed opaque, others faint).
+
+# %%
+FIG13 = [c for c in [("colored_mnist", "resnet18"), ("parity", "fcn")] if c[0] in DATASETS]
+for d, m in FIG13:
+    sub = cell_runs(d, m) if CELLS else runs
+    if sub.empty:
+        display(Markdown(f"**{cell_title(d, m)}: no stored runs**, so no Fig. 13 panel for it."))
+        continue
+    lo, hi, note = pick_lrs(sub, low_lr, high_lr)
+    recs = {lr: [store.get(r) for r in sub[(sub.lr == lr) & (sub.status != "diverged")].sort_values("seed").run_id]
+            for lr in (lo, hi)}
+    fig, axes = plt.subplots(1, 4, figsize=(18, 3.6))
+    plot_dynamics(axes, recs[lo], recs[hi])
+    fig.suptitle(f"Fig. 13, {cell_title(d, m)}: LR {lo:g} (blue, {plural(len(recs[lo]), 'seed')}) vs LR {hi:g} "
+                 f"(red, {plural(len(recs[hi]), 'seed')}), scale {sub.scale.iloc[0]}", y=1.02)
+    fig.tight_layout()
+    plt.show()
+    display(Markdown(f"Fig. 13, {cell_title(d, m)}: LR {lo:g} ({plural(len(recs[lo]), 'seed')}) vs LR {hi:g} "
+                     f"({plural(len(recs[hi]), 'seed')}). Cell: " + coverage_note(sub, sub.scale.iloc[0])
+                     + (f" Note: {note}." if note else "")))
+
+# %% [markdown]
+# ## 5. Stability of class- and bias-dominant neurons (Fig. 18): not reproduced yet
+# Fig. 18 needs, for the last-layer filters of ResNet18 at many points during training, each
+# filter's class selectivity (CSI) and bias selectivity (BSI), to track which filters stay
+# class-dominant (CSI > BSI) and which stay bias-dominant; its lower panel needs per-neuron gradient
+# norms and attributions at every update. The training loop does not log per-checkpoint, per-neuron
+# CSI/BSI or per-neuron gradients yet, so there is no data for this figure and none is shown.
+
+# %% [markdown]
+# ## 6. Average BA loss / average BC loss at low vs high LR
+# The supplement tests the claim (Puli et al.) that large LRs help by bringing the average losses of
+# BA and BC samples closer (a more uniform margin), and reports the opposite on Colored MNIST and
+# Double MNIST: there, *low* LRs give a BA/BC loss ratio closer to 1. Here, per run, the ratio is the
+# mean over training epochs of the BA loss divided by the mean of the BC loss (`mean`), and, as a
+# check, the same ratio in the last epoch with BC samples (`final`); closeness to 1 is measured in
+# orders of magnitude, $|\log_{10}\text{ratio}|$. The sentences below are generated from the numbers.
+
+# %%
+summary, sentences = [], []
+for d, m in CELLS:
+    sub = cell_runs(d, m)
+    lo, hi, note = pick_lrs(sub, low_lr, high_lr)
+    recs = [store.get(r) for r in sub.run_id]
+    by = {w: ba_bc_ratio_by_lr(recs, w) for w in ("mean", "final")}
+    verdict = {w: ba_bc_verdict(by[w], d, lo, hi) for w in by}
+    row = {"cell": cell_title(d, m), "scale": sub.scale.iloc[0], "low LR": lo, "high LR": hi}
+    for w, t in by.items():
+        for lr, tag in ((lo, "low"), (hi, "high")):
+            r = t[t.lr == lr].iloc[0]
+            row[f"{w}: {tag}"] = "—" if not r.runs else (f"{r.ratio_mean:.3g} ± {r.ratio_sd:.2g} (n={int(r.runs)})"
+                                                         if np.isfinite(r.ratio_sd) else f"{r.ratio_mean:.3g} (n=1)")
+        row[f"{w}: closer to 1"] = verdict[w]["closer"]
+    row["agrees with paper (mean)"] = verdict["mean"]["agrees"]
+    summary.append(row)
+    final = verdict["final"]["closer"]
+    sentences.append(f"* {verdict['mean']['sentence']}" + (f" ({note}.)" if note else "")
+                     + (f" With the last-epoch ratio instead, the {final} LR is closer to 1." if final in ("low", "high")
+                        else ""))
+if summary:
+    display(pd.DataFrame(summary))
+    display(Markdown("\n".join(sentences)))
+else:
+    display(Markdown("No stored runs: the BA/BC loss ratio cannot be computed."))
