@@ -21,6 +21,11 @@ def main(argv=None) -> int:
     sw.add_argument("--workers", type=int, default=1)
     sw.add_argument("--device", default="auto")
     sw.add_argument("--data-root", default=None)
+    sw.add_argument("--pack", type=int, default=0,
+                    help="train up to N models of the grid packed in one process (lrbook.packed; GPU)")
+    sw.add_argument("--ray", metavar="ADDRESS", default=None,
+                    help="run on Ray: 'local' starts local Ray, else a cluster address (lrbook.ray_sweep)")
+    sw.add_argument("--gpus-per-run", type=float, default=0.0, help="with --ray: GPU fraction per run")
     args = parser.parse_args(argv)
 
     from .config import grid
@@ -43,10 +48,21 @@ def main(argv=None) -> int:
                 print(table.drop(columns=["shows"]).to_string(index=False))
         return 0
     if args.command == "sweep":
-        from .sweep import run_sweep
-
         configs = grid(args.dataset, args.model, lrs=args.lrs, seeds=args.seeds, scale=args.scale)
-        print(run_sweep(configs, store, workers=args.workers, device=args.device, data_root=args.data_root))
+        if args.ray:
+            from .ray_sweep import run_sweep_ray
+
+            report = run_sweep_ray(configs, store, address=None if args.ray == "local" else args.ray,
+                                   gpus_per_run=args.gpus_per_run, device=args.device, data_root=args.data_root)
+        elif args.pack:
+            from .packed import run_packed
+
+            report = run_packed(configs, store, device=args.device, data_root=args.data_root, pack=args.pack)
+        else:
+            from .sweep import run_sweep
+
+            report = run_sweep(configs, store, workers=args.workers, device=args.device, data_root=args.data_root)
+        print(report)
         return 0
     return 1
 

@@ -85,6 +85,11 @@ def group_key(cfg: RunConfig) -> str:
     return json.dumps(d, sort_keys=True)
 
 
+class _Float32InputBatchNorm2d(nn.BatchNorm2d):
+    def forward(self, x):
+        return super().forward(x.float())
+
+
 class PackedTrainer:
     """Train the models of `configs` (same architecture and data, any lr and seed) side by side on
     `data` (a `SpuriousDataset` already on `device`).
@@ -124,17 +129,26 @@ class PackedTrainer:
         with torch.device("meta"):  # parameter-less: only supplies the structure to functional_call
             self._template = build_model(cfg0.model, data.input_shape, data.num_classes, **cfg0.model_params)
         self._template.train()
+        if cfg0.precision == "bf16":
+            # Under vmap + CUDA autocast, BatchNorm's backward rejects a bf16 input with fp32 running
+            # statistics; give it fp32 input instead (BN computes its statistics in fp32 either way).
+            for mod in self._template.modules():
+                if type(mod) is nn.BatchNorm2d:
+                    mod.__class__ = _Float32InputBatchNorm2d
         params, buffers = torch.func.stack_module_state(models)
         del models
         self.params: dict[str, torch.Tensor] = params  # stacked leaves (K, ...) requiring grad
         self.buffers: dict[str, torch.Tensor] = buffers  # stacked BatchNorm statistics (K, ...)
         self.active = list(range(len(configs)))  # config index of each slot of the pack
-        self.lr = torch.tensor([c.lr for c in configs], dtype=torch.float32, device=self.device)
+        dtype = next(iter(params.values())).dtype  # lr in the parameters' precision, as torch.optim.SGD
+        self.lr = torch.tensor([c.lr for c in configs], dtype=dtype, device=self.device)
         self._lr_views = self._make_lr_views()
         self.order_gens = [torch.Generator().manual_seed(c.seed) for c in configs]
 
+        template = self._template  # not `self`: no reference cycle, so a finished trainer is freed at once
+
         def forward(p, b, x):
-            return torch.func.functional_call(self._template, (p, b), (x,))
+            return torch.func.functional_call(template, (p, b), (x,))
 
         self._vforward = torch.vmap(forward)
 
@@ -269,32 +283,14 @@ def train_packed(configs, data, device="cpu", progress: bool = False) -> list[tu
 
 
 def _record(cfg: RunConfig, data, model, outcome: TrainOutcome, device: torch.device, started, pack_size: int):
-    """The record `experiment.run_experiment` writes, for a packed run.
-
-    TODO: share with run_experiment once experiment.py exposes
-    `make_record(cfg, data, outcome, metrics, curves, device, started)`."""
-    from .experiment import evaluate, provenance
+    """The record `experiment.run_experiment` writes, for a packed run (plus the pack size; train and
+    wall seconds are shared by the whole pack)."""
+    from .experiment import evaluate, make_record
 
     metrics, eval_curves = (None, {}) if outcome.status == "diverged" else evaluate(model, data, cfg)
-    if metrics is not None:
-        metrics["max_bc_loss_ratio"] = outcome.max_bc_loss_ratio
-    finished = dt.datetime.now(dt.timezone.utc)
-    return {
-        "run_id": cfg.run_id,
-        "config": cfg.to_dict(),
-        "status": outcome.status,
-        "epochs": outcome.epochs,
-        "steps": outcome.steps,
-        "bc_ratio_drawn": data.bc_ratio_drawn,
-        "metrics": metrics,
-        "curves": {"per_epoch": outcome.curves, **eval_curves},
-        "attribution_trace": outcome.attribution_trace,
-        "provenance": {**provenance(device), "started": started.isoformat(timespec="seconds"),
-                       "finished": finished.isoformat(timespec="seconds"),
-                       "seconds": round((finished - started).total_seconds(), 2),
-                       "train_seconds": round(outcome.seconds, 2),
-                       "pack_size": pack_size},  # train/wall seconds are shared by the whole pack
-    }
+    record = make_record(cfg, data, outcome, metrics, eval_curves, device, started)
+    record["provenance"]["pack_size"] = pack_size
+    return record
 
 
 def run_packed(configs, store=None, device="auto", data_root=None, pack: int = 16, progress: bool = False):

@@ -1,0 +1,302 @@
+"""Training throughput of lrbook's paths against a paper-like baseline (project issue "Fast sweeps").
+
+Rows, per model (Colored-MNIST-shaped random input 3x28x28, 10 classes, batch 100, SGD):
+
+* baseline        torch DataLoader over CPU tensors (TensorDataset, shuffle=True, batch 100), one
+                  model, eager fp32, `.to(device)` per batch, `loss.item()` every step;
+* resident        `lrbook.train.train` itself: data on the device, index gathers, per-step values
+                  in device buffers (no per-step host sync), one model;
+* packed K        `lrbook.packed.PackedTrainer`: K models stacked and vmapped, one step trains all.
+
+Throughput is model-images/s: K x batch x timed steps / seconds, in steady state (a warm-up run
+first, then a timed run; CUDA is synchronised before and after the timed region). Every number
+printed comes from this run. Usage: `python3 benchmarks/throughput.py --help`.
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import platform
+import resource
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from lrbook.config import make_config  # noqa: E402
+from lrbook.data import SpuriousDataset  # noqa: E402
+from lrbook.models import build_model  # noqa: E402
+from lrbook.packed import PackedTrainer  # noqa: E402
+from lrbook.train import resolve_device, train  # noqa: E402
+
+BATCH = 100
+SHAPE = (3, 28, 28)
+CLASSES = 10
+LR = 0.01
+FIG4_MODELS = ("fcn", "cnn", "resnet18", "resnet50", "wide_resnet101_2")
+FIG4_DATASETS = 4
+FIG4_SEEDS = 3
+FIG4_IMAGES_PER_EPOCH = 60000
+PAPER_HOURS = 400
+
+
+def config(model: str, seed: int = 0, precision: str = "fp32"):
+    # colored_mnist at paper scale: the FCN is width 1024, depth 2; no attribution probes
+    return make_config("colored_mnist", model, lr=LR, seed=seed, scale="paper", max_epochs=1, precision=precision)
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def reset_peak(device):
+    gc.collect()  # a previous row's trainer (a reference cycle) must not count towards this row's peak
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def peak_mib(device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return rss / (2**20 if sys.platform == "darwin" else 2**10)
+
+
+def measure(run, args, device) -> dict:
+    """Warm up with `run(--warmup)`, then time `run(steps)` `repeats` times and keep the fastest
+    (other processes on a shared machine only ever slow a run down). `run(n)` trains n steps and
+    returns the seconds they took. With --max-seconds, steps and repeats shrink (to 1 at least) so
+    that a row's timed runs take about that long in all."""
+    reset_peak(device)
+    per_step = run(args.warmup) / args.warmup
+    steps, repeats = args.steps, args.repeats
+    if args.max_seconds:
+        steps = max(1, min(steps, int(args.max_seconds / (repeats * per_step))))
+        repeats = max(1, min(repeats, int(args.max_seconds / (steps * per_step))))
+    times = [run(steps) for _ in range(repeats)]
+    return dict(steps=steps, repeats=repeats, seconds=min(times), all_seconds=times, peak_mib=peak_mib(device))
+
+
+def subset(data: SpuriousDataset, n: int) -> SpuriousDataset:
+    return SpuriousDataset("bench", data.x_train[:n], data.y_train[:n], data.b_train[:n], data.x_test,
+                           data.y_test, data.b_test, num_classes=CLASSES)
+
+
+def row_baseline(model_name, x_cpu, y_cpu, device, args) -> dict:
+    from torch.utils.data import DataLoader, TensorDataset
+
+    cfg = config(model_name)
+    torch.manual_seed(0)
+    model = build_model(model_name, SHAPE, CLASSES, **cfg.model_params).to(device).train()
+    opt = torch.optim.SGD(model.parameters(), lr=LR)
+    loader = DataLoader(TensorDataset(x_cpu, y_cpu), batch_size=BATCH, shuffle=True)
+    batches = iter(loader)
+
+    def step():
+        nonlocal batches
+        try:
+            xb, yb = next(batches)
+        except StopIteration:
+            batches = iter(loader)
+            xb, yb = next(batches)
+        xb, yb = xb.to(device), yb.to(device)
+        loss = F.cross_entropy(model(xb), yb)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    def run(n_steps):
+        sync(device)
+        t = time.perf_counter()
+        for _ in range(n_steps):
+            step()
+        sync(device)
+        return time.perf_counter() - t
+
+    r = measure(run, args, device)
+    return dict(model=model_name, setup="baseline", precision="fp32", K=1, **r,
+                images_per_s=BATCH * r["steps"] / r["seconds"])
+
+
+def row_resident(model_name, data, device, args, precision="fp32") -> dict:
+    cfg = config(model_name, precision=precision)
+
+    def run(n_steps):
+        torch.manual_seed(0)
+        model = build_model(model_name, SHAPE, CLASSES, **cfg.model_params).to(device)
+        sync(device)
+        t = time.perf_counter()
+        train(model, subset(data, n_steps * BATCH), cfg, device=device)
+        sync(device)
+        return time.perf_counter() - t
+
+    r = measure(run, args, device)
+    return dict(model=model_name, setup="resident", precision=precision, K=1, **r,
+                images_per_s=BATCH * r["steps"] / r["seconds"])
+
+
+def row_packed(model_name, k, data, device, args, precision="fp32") -> dict:
+    configs = [config(model_name, seed=s, precision=precision) for s in range(k)]
+
+    def run(n_steps):
+        trainer = PackedTrainer(configs, subset(data, n_steps * BATCH), device)  # model builds not timed
+        sync(device)
+        t = time.perf_counter()
+        for _ in trainer.run():
+            pass
+        sync(device)
+        return time.perf_counter() - t
+
+    r = measure(run, args, device)
+    return dict(model=model_name, setup=f"packed {k}", precision=precision, K=k, **r,
+                images_per_s=k * BATCH * r["steps"] / r["seconds"])
+
+
+def fig4_estimate(rows, args) -> dict:
+    """Device-hours for the Fig. 4 grid at the measured throughputs (training steps only)."""
+    runs_per_model = FIG4_DATASETS * args.lrs_per_cell * FIG4_SEEDS
+    images_per_model = runs_per_model * FIG4_IMAGES_PER_EPOCH * args.epochs_per_run
+    out = {"runs": runs_per_model * len(FIG4_MODELS), "images_per_model": images_per_model, "setups": {}}
+    for label, pick in (("baseline", lambda r: r["setup"] == "baseline"),
+                        ("best packed", lambda r: r["setup"].startswith("packed") and r["precision"] == "fp32")):
+        per_model, notes, missing = {}, [], []
+        for m in FIG4_MODELS:
+            cands = [r for r in rows if r["model"] == m and pick(r)]
+            src = m
+            for stand_in in ("resnet50", "resnet18"):  # a smaller ResNet is faster: a lower bound on hours
+                if not cands and m in ("resnet50", "wide_resnet101_2") and stand_in != m:
+                    cands = [r for r in rows if r["model"] == stand_in and pick(r)]
+                    src = stand_in
+            if not cands:
+                missing.append(m)
+                continue
+            best = max(cands, key=lambda r: r["images_per_s"])
+            per_model[m] = images_per_model / best["images_per_s"] / 3600
+            notes.append(f"{m}: {best['setup']} {src}" + (" (lower bound)" if src != m else ""))
+        lower = any(n.endswith("(lower bound)") for n in notes)
+        out["setups"][label] = {"hours": None if missing else sum(per_model.values()), "per_model": per_model,
+                                "lower_bound": lower, "missing": missing, "source": notes}
+    return out
+
+
+HEADER = (f"{'model':<16} {'setup':<10} {'prec':<5} {'K':>3} {'steps':>5} {'runs':>4} {'seconds':>8} "
+          f"{'model-img/s':>12} "
+          f"{'x baseline':>10} {'peak MiB':>9}")
+
+
+def print_row(r, rows):
+    """Print `r` (ratio to its model's baseline row, which comes first) and add it to `rows`."""
+    base = [b["images_per_s"] for b in rows if b["model"] == r["model"] and b["setup"] == "baseline"]
+    r["x_baseline"] = r["images_per_s"] / base[0] if base else 1.0
+    rows.append(r)
+    print(f"{r['model']:<16} {r['setup']:<10} {r['precision']:<5} {r['K']:>3} {r['steps']:>5} {r['repeats']:>4} "
+          f"{r['seconds']:>8.2f} {r['images_per_s']:>12,.0f} {r['x_baseline']:>10.2f} {r['peak_mib']:>9,.0f}",
+          flush=True)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default="auto", help="cuda, cpu or auto (default)")
+    p.add_argument("--models", nargs="+", choices=FIG4_MODELS, help="default fcn cnn resnet18 "
+                   "(--small on a CPU: fcn cnn)")
+    p.add_argument("--packs", nargs="+", type=int, help="pack sizes K (default 1 4 16; --small: 1 4)")
+    p.add_argument("--steps", type=int, help="timed steps per row (default 100; --small: 20)")
+    p.add_argument("--warmup", type=int, help="warm-up steps per row (default 10; --small: 1)")
+    p.add_argument("--repeats", type=int, default=3, help="timed runs per row; the fastest counts (default 3)")
+    p.add_argument("--max-seconds", type=float, help="about how long a row's timed runs may take in all: fewer "
+                   "steps and repeats when the warm-up says more would take longer (default none; --small: 8)")
+    p.add_argument("--cudnn-benchmark", action="store_true", help="set torch.backends.cudnn.benchmark=True "
+                   "(autotuned convolution algorithms) for every row")
+    p.add_argument("--bf16", action="store_true", help="add bf16-autocast rows (resident and packed)")
+    p.add_argument("--json", metavar="OUT", help="also write the table and estimate as JSON")
+    p.add_argument("--small", action="store_true", help="CPU-sized defaults")
+    p.add_argument("--epochs-per-run", type=float, default=30, help="epochs to 100%% train accuracy assumed "
+                   "for the Fig. 4 estimate (default 30)")
+    p.add_argument("--lrs-per-cell", type=int, default=8, help="learning rates per Fig. 4 cell (default 8)")
+    args = p.parse_args(argv)
+
+    device = resolve_device(args.device)
+    if args.cudnn_benchmark:
+        torch.backends.cudnn.benchmark = True
+    if args.models is None:
+        args.models = ["fcn", "cnn"] if args.small and device.type == "cpu" else ["fcn", "cnn", "resnet18"]
+    args.packs = args.packs or ([1, 4] if args.small else [1, 4, 16])
+    args.steps = args.steps or (20 if args.small else 100)
+    args.warmup = args.warmup or (1 if args.small else 10)
+    if args.max_seconds is None and args.small:
+        args.max_seconds = 8.0
+
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else \
+        f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    print(f"device: {name}")
+    print(f"torch {torch.__version__}, python {platform.python_version()}; cudnn.benchmark="
+          f"{torch.backends.cudnn.benchmark}, cudnn.allow_tf32={torch.backends.cudnn.allow_tf32}, "
+          f"matmul.allow_tf32={torch.backends.cuda.matmul.allow_tf32}")
+    print(f"batch {BATCH}, input {'x'.join(map(str, SHAPE))}, {CLASSES} classes, SGD lr {LR}; warm-up "
+          f"{args.warmup} steps, then the fastest of {args.repeats} timed runs of up to {args.steps} steps" +
+          (f" (fewer where a row would take more than ~{args.max_seconds:g} s)" if args.max_seconds else ""))
+    print()
+
+    g = torch.Generator().manual_seed(0)
+    n = (args.warmup + args.steps) * BATCH
+    x_cpu = torch.rand(n, *SHAPE, generator=g)
+    y_cpu = torch.randint(0, CLASSES, (n,), generator=g)
+    data = SpuriousDataset("bench", x_cpu, y_cpu, y_cpu.clone(), x_cpu[:BATCH], y_cpu[:BATCH], y_cpu[:BATCH],
+                           num_classes=CLASSES).to(device)
+
+    rows = []
+    precisions = ["fp32", "bf16"] if args.bf16 else ["fp32"]
+    print(HEADER)
+    print("-" * len(HEADER), flush=True)
+    for m in args.models:
+        print_row(row_baseline(m, x_cpu, y_cpu, device, args), rows)
+        for prec in precisions:
+            print_row(row_resident(m, data, device, args, prec), rows)
+            for k in args.packs:
+                try:
+                    print_row(row_packed(m, k, data, device, args, prec), rows)
+                except torch.cuda.OutOfMemoryError:
+                    print(f"{m:<16} packed {k} {prec}: out of memory, skipped", flush=True)
+                    torch.cuda.empty_cache()
+    if device.type == "cpu":
+        print("(CPU peak MiB: the process's peak resident set so far, ru_maxrss)")
+    else:
+        print("(peak MiB: torch.cuda.max_memory_allocated within the row, including the resident data set)")
+
+    est = fig4_estimate(rows, args)
+    unit = "GPU-hours" if device.type == "cuda" else "CPU-hours"
+    print()
+    print(f"Fig. 4 grid estimate: {FIG4_DATASETS} datasets x {len(FIG4_MODELS)} models x {args.lrs_per_cell} LRs x "
+          f"{FIG4_SEEDS} seeds = {est['runs']} runs, {FIG4_IMAGES_PER_EPOCH} images/epoch x "
+          f"{args.epochs_per_run:g} epochs/run; training steps only (no evaluation), on this {unit.split('-')[0]}:")
+    for label, s in est["setups"].items():
+        if s["missing"]:
+            print(f"  {label:<12} n/a: no throughput measured for {', '.join(s['missing'])}")
+            continue
+        bound = ">= " if s["lower_bound"] else ""
+        print(f"  {label:<12} {bound}{s['hours']:,.1f} {unit}  ("
+              + "; ".join(s["source"]) + ")")
+    if any(s["lower_bound"] for s in est["setups"].values()):
+        print("  '(lower bound)': that model was not measured and a smaller ResNet's (faster) throughput stands "
+              "in for it, so those hours are a LOWER bound (add it to --models to measure it).")
+    print(f"  paper: 4 A100-PCIE-40GB GPUs, '{PAPER_HOURS} total hours of computation' for all its experiments")
+
+    if args.json:
+        out = {"device": name, "torch": torch.__version__, "python": platform.python_version(),
+               "args": vars(args), "rows": rows, "fig4_estimate": est}
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(out, indent=1, default=str))
+        print(f"\nwrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
