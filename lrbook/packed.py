@@ -44,7 +44,7 @@ from torch import nn
 
 from .config import ConfigError, RunConfig, validate
 from .models import build_model
-from .train import CURVE_KEYS, TrainOutcome, resolve_device
+from .train import CURVE_KEYS, TrainOutcome, append_epoch_curves, resolve_device
 
 # Fields that must be equal for configs to share a pack (everything that shapes the computation
 # other than lr and seed). max_epochs and stop_train_acc may differ: they are applied per model.
@@ -233,14 +233,7 @@ class PackedTrainer:
             done, keep = [], []
             for slot, ci in enumerate(self.active):
                 cfg, cur, st, n_correct = self.configs[ci], curves[ci], stats[slot], n_correct_all[slot]
-                has_bc = st[4] > 0
-                cur["loss"].append(float(st[0].mean()))
-                cur["train_acc"].append(n_correct / n)
-                cur["bc_loss_ratio_mean"].append(float(st[1].mean()))
-                cur["bc_loss_ratio_max"].append(float(st[1].max()))
-                cur["ba_loss"].append(float(st[2].mean()))
-                cur["bc_loss"].append(float(st[3][has_bc].mean()) if has_bc.any() else float("nan"))
-                cur["logit_norm"].append(float(st[5].mean()))
+                append_epoch_curves(cur, st, n_correct, n)
                 if not torch.isfinite(st[0]).all():
                     done.append((slot, "diverged"))
                 elif n_correct >= cfg.stop_train_acc * n:

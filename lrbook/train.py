@@ -32,6 +32,19 @@ class TrainOutcome:
     attribution_trace: list[dict] = field(default_factory=list)
 
 
+def append_epoch_curves(curves: dict, stats: torch.Tensor, n_correct: int, n: int) -> None:
+    """Reduce one epoch's per-step buffer (rows: loss, BC loss ratio, BA loss, BC loss, batch has BC,
+    logit norm) to the per-epoch curve values."""
+    has_bc = stats[4] > 0
+    curves["loss"].append(float(stats[0].mean()))
+    curves["train_acc"].append(n_correct / n)
+    curves["bc_loss_ratio_mean"].append(float(stats[1].mean()))
+    curves["bc_loss_ratio_max"].append(float(stats[1].max()))
+    curves["ba_loss"].append(float(stats[2].mean()))
+    curves["bc_loss"].append(float(stats[3][has_bc].mean()) if has_bc.any() else float("nan"))
+    curves["logit_norm"].append(float(stats[5].mean()))
+
+
 def checkpoint_steps(limit: int) -> list[int]:
     """Steps at which attributions are probed during training: 0 and powers of two (Fig. 3)."""
     steps, s = [0], 1
@@ -120,14 +133,7 @@ def train(model: nn.Module, data, cfg, device="cpu", progress: bool = False) -> 
             step += 1
         stats = buf.cpu()
         n_correct = int(correct)
-        has_bc = stats[4] > 0
-        curves["loss"].append(float(stats[0].mean()))
-        curves["train_acc"].append(n_correct / n)
-        curves["bc_loss_ratio_mean"].append(float(stats[1].mean()))
-        curves["bc_loss_ratio_max"].append(float(stats[1].max()))
-        curves["ba_loss"].append(float(stats[2].mean()))
-        curves["bc_loss"].append(float(stats[3][has_bc].mean()) if has_bc.any() else float("nan"))
-        curves["logit_norm"].append(float(stats[5].mean()))
+        append_epoch_curves(curves, stats, n_correct, n)
         bar.set_postfix(loss=f"{curves['loss'][-1]:.3g}", acc=f"{n_correct / n:.4f}")
         if not torch.isfinite(stats[0]).all():
             status = "diverged"
