@@ -9,6 +9,7 @@ import sys
 import torch
 
 from . import __version__
+from .attribution import attribution_entropy, attribution_map, region_shares
 from .config import RunConfig, validate
 from .data import dataset_for
 from .metrics import (PRUNE_FRACTIONS, class_separation, group_accuracies, kappa_compressibility,
@@ -19,9 +20,14 @@ from .store import ResultStore, repo_root
 from .train import resolve_device, train
 
 
-def evaluate(model, data, cfg: RunConfig) -> tuple[dict, dict]:
-    """Scalar metrics and curves of a trained model (paper Sec. 3.2-3.3). Accuracies in [0, 1]."""
+ARTEFACT_MAPS = 16  # attribution maps kept per run (Fig. 8 panels), as float16
+
+
+def evaluate(model, data, cfg: RunConfig) -> tuple[dict, dict, dict]:
+    """Scalar metrics, curves and small artefacts (arrays) of a trained model (paper Sec. 3.2-3.3).
+    Accuracies in [0, 1]."""
     metrics: dict = {}
+    artefacts: dict = {}
     pred = predict(model, data.x_test)
     test = group_accuracies(pred, data.y_test, data.b_test)
     metrics.update({f"test_{k}": v for k, v in test.items()})
@@ -45,7 +51,20 @@ def evaluate(model, data, cfg: RunConfig) -> tuple[dict, dict]:
     metrics["csi"] = selectivity_index(feats, y_sub)
     metrics["bsi"] = selectivity_index(feats, b_sub)
     metrics["class_separation"] = class_separation(feats, y_sub)
-    return metrics, curves
+
+    # Attribution shares on the dataset's regions (Double MNIST halves, MNIST-CIFAR blocks) for the
+    # first test inputs; parity's come from the training probes instead.
+    if data.region_fn is not None and not cfg.attribution_n:
+        n = 8 if cfg.scale == "smoke" else 200
+        x, y = data.x_test[:n], data.y_test[:n]
+        maps = attribution_map(model, x, y, n_steps=cfg.attribution_steps)
+        metrics.update({f"attr_{k}": v for k, v in region_shares(maps, data.regions(x)).items()})
+        metrics["attr_entropy"] = attribution_entropy(maps).mean().item()
+        k = min(ARTEFACT_MAPS, n)
+        artefacts["attribution_maps"] = {"maps": maps[:k].cpu().half().numpy(),
+                                         "test_index": torch.arange(k).numpy(),
+                                         "y": y[:k].cpu().numpy(), "b": data.b_test[:k].cpu().numpy()}
+    return metrics, curves, artefacts
 
 
 def provenance(device: torch.device) -> dict:
@@ -74,7 +93,7 @@ def provenance(device: torch.device) -> dict:
 
 
 def make_record(cfg: RunConfig, data, outcome, metrics: dict | None, eval_curves: dict, device: torch.device,
-                started: dt.datetime) -> dict:
+                started: dt.datetime, artefacts: dict | None = None) -> dict:
     """The stored record of one finished run (shared by single and packed training)."""
     if metrics is not None:
         metrics["max_bc_loss_ratio"] = outcome.max_bc_loss_ratio
@@ -93,6 +112,7 @@ def make_record(cfg: RunConfig, data, outcome, metrics: dict | None, eval_curves
         "metrics": metrics,
         "curves": {"per_epoch": outcome.curves, **eval_curves},
         "attribution_trace": outcome.attribution_trace,
+        "artefacts": sorted(artefacts or {}),
         "provenance": {**provenance(device), "started": started.isoformat(timespec="seconds"),
                        "finished": finished.isoformat(timespec="seconds"),
                        "seconds": round((finished - started).total_seconds(), 2),
@@ -113,8 +133,16 @@ def run_experiment(cfg: RunConfig, store: ResultStore | None = None, device="aut
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, data.input_shape, data.num_classes, **cfg.model_params).to(device)
     outcome = train(model, data, cfg, device=device, progress=progress)
-    metrics, eval_curves = (None, {}) if outcome.status == "diverged" else evaluate(model, data, cfg)
-    record = make_record(cfg, data, outcome, metrics, eval_curves, device, started)
+    metrics, eval_curves, artefacts = (None, {}, {}) if outcome.status == "diverged" else evaluate(model, data, cfg)
+    record = make_record(cfg, data, outcome, metrics, eval_curves, device, started, artefacts)
     if store is not None:
+        save_artefacts(store, cfg.run_id, artefacts)
         store.put(record)
     return record
+
+
+def save_artefacts(store: ResultStore, run_id: str, artefacts: dict) -> None:
+    """Write each artefact as `<store>/artefacts/<run_id>/<name>.npz` (before the record, so a stored
+    record never points at a missing artefact)."""
+    for name, arrays in artefacts.items():
+        store.put_artefact(run_id, name, **arrays)

@@ -280,10 +280,10 @@ def _record(cfg: RunConfig, data, model, outcome: TrainOutcome, device: torch.de
     wall seconds are shared by the whole pack)."""
     from .experiment import evaluate, make_record
 
-    metrics, eval_curves = (None, {}) if outcome.status == "diverged" else evaluate(model, data, cfg)
-    record = make_record(cfg, data, outcome, metrics, eval_curves, device, started)
+    metrics, eval_curves, artefacts = (None, {}, {}) if outcome.status == "diverged" else evaluate(model, data, cfg)
+    record = make_record(cfg, data, outcome, metrics, eval_curves, device, started, artefacts)
     record["provenance"]["pack_size"] = pack_size
-    return record
+    return record, artefacts
 
 
 def run_packed(configs, store=None, device="auto", data_root=None, pack: int = 16, progress: bool = False):
@@ -292,6 +292,7 @@ def run_packed(configs, store=None, device="auto", data_root=None, pack: int = 1
     moment it finishes. Configs that cannot be packed (`packable`) are trained unpacked. Each run is
     claimed in the store first, so concurrent sweeps never train it twice. Returns a `SweepReport`."""
     from .data import dataset_for
+    from .experiment import save_artefacts
     from .store import ResultStore
     from .sweep import SweepReport, _run_one, missing
 
@@ -324,7 +325,9 @@ def run_packed(configs, store=None, device="auto", data_root=None, pack: int = 1
                 trainer = PackedTrainer(chunk, data, device, progress)
                 for i, model, outcome in trainer.run():
                     cfg = chunk[i]
-                    store.put(_record(cfg, data, model, outcome, device, started, len(chunk)))
+                    record, artefacts = _record(cfg, data, model, outcome, device, started, len(chunk))
+                    save_artefacts(store, cfg.run_id, artefacts)
+                    store.put(record)
                     store.release(cfg.run_id)
                     pending.discard(cfg.run_id)
                     report.trained.append(cfg.run_id)

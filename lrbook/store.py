@@ -76,6 +76,28 @@ class ResultStore:
     def artefact_dir(self, run_id: str) -> Path:
         return self.root / "artefacts" / run_id
 
+    def put_artefact(self, run_id: str, name: str, **arrays) -> Path:
+        """Write numpy arrays atomically as `artefacts/<run_id>/<name>.npz`."""
+        import numpy as np
+
+        folder = self.artefact_dir(run_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}-", suffix=".npz")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.savez_compressed(f, **arrays)
+            os.replace(tmp, folder / f"{name}.npz")
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return folder / f"{name}.npz"
+
+    def get_artefact(self, run_id: str, name: str) -> dict:
+        import numpy as np
+
+        with np.load(self.artefact_dir(run_id) / f"{name}.npz") as z:
+            return {k: z[k] for k in z.files}
+
     def has(self, run_id: str) -> bool:
         return self.path(run_id).is_file()
 
