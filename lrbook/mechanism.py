@@ -25,7 +25,7 @@ import math
 
 import numpy as np
 
-from .reference import DATASET_NAMES, MODEL_NAMES, spearman
+from .reference import DATASET_NAMES, MODEL_NAMES, pearson, spearman
 
 # ----------------------------------------------------------------------------------------------
 # Proposition 1 (Sec. 6; proof D.1)
@@ -222,16 +222,6 @@ def _prop2_row(s, params, inputs, y, bc) -> dict:
 # ----------------------------------------------------------------------------------------------
 # Fig. 12: maximum BC loss ratio vs unbiased test accuracy
 # ----------------------------------------------------------------------------------------------
-
-
-def pearson(x, y) -> float:
-    """Pearson correlation over finite pairs; NaN with < 3 points or a constant side."""
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    ok = np.isfinite(x) & np.isfinite(y)
-    x, y = x[ok], y[ok]
-    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
-        return float("nan")
-    return float(np.corrcoef(x, y)[0, 1])
 
 
 def max_bc_ratio_table(df):

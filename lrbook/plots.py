@@ -66,12 +66,23 @@ def plot_lr_effects(df, metrics=LR_EFFECT_METRICS, ax=None, title=None, normalis
     if normalise:  # a metric that barely moves has a tiny span: keep its sd band from swamping the axes
         ax.set_ylim(-0.35, 1.35)
     ax.set_xscale("log")
+    _label_lrs(ax, s.lr)
     ax.set_xlabel("learning rate")
     ax.set_ylabel("normalised value" if normalise else "value")
     if title:
         ax.set_title(title)
     ax.legend(fontsize=8, frameon=False)
     return ax
+
+
+def _label_lrs(ax, lrs):
+    """Tick the log x axis at the LRs shown, in plain numbers (no crowded minor labels)."""
+    from matplotlib.ticker import NullFormatter
+
+    lrs = sorted(set(float(v) for v in lrs))
+    ax.set_xticks(lrs)
+    ax.set_xticklabels([f"{v:g}" for v in lrs], fontsize=8)
+    ax.xaxis.set_minor_formatter(NullFormatter())
 
 
 def plot_attribution_trace(record, regions=("core", "spurious", "noise"), ax=None, title=None):

@@ -73,6 +73,16 @@ def spearman(x, y) -> float:
     return float(_rank_corr(rankdata(x), y))
 
 
+def pearson(x, y) -> float:
+    """Pearson correlation over finite pairs; NaN with < 3 points or a constant side."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    ok = np.isfinite(x) & np.isfinite(y)
+    x, y = x[ok], y[ok]
+    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return float("nan")
+    return float(np.corrcoef(x, y)[0, 1])
+
+
 def bootstrap_spearman(df, metric: str, n_boot: int = 1000, seed: int = 0) -> tuple[float, float]:
     """95% interval of Spearman(LR, metric), resampling seeds within each LR."""
     from scipy.stats import rankdata
