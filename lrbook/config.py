@@ -103,8 +103,12 @@ class RunConfig:
 
     @property
     def run_id(self) -> str:
-        """Stable 16-hex-digit hash of the config (sorted-key JSON, floats as repr)."""
-        blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        """Stable 16-hex-digit hash of the config: sorted-key JSON of the fields that differ from
+        their defaults, so adding a field (with a default) later leaves every stored run's id as is."""
+        defaults = {f.name: (f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default)
+                    for f in dataclasses.fields(self)}
+        content = {k: v for k, v in self.to_dict().items() if k not in defaults or v != defaults[k]}
+        blob = json.dumps(content, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     @property
