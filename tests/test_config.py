@@ -117,3 +117,19 @@ def test_config_is_immutable():
     cfg = make_config("parity", lr=0.1, scale="smoke")
     with pytest.raises(Exception):
         cfg.lr = 1.0
+
+
+def test_adding_a_config_field_with_a_default_keeps_run_ids():
+    """Stored runs stay found when RunConfig gains a field: only non-default fields are hashed."""
+    import dataclasses
+
+    from lrbook.config import RunConfig
+
+    @dataclasses.dataclass(frozen=True)
+    class Extended(RunConfig):
+        new_option: bool = False
+
+    cfg = make_config("parity", lr=0.1, scale="smoke")
+    extended = Extended(**cfg.to_dict())
+    assert extended.run_id == cfg.run_id
+    assert dataclasses.replace(extended, new_option=True).run_id != cfg.run_id
