@@ -70,6 +70,10 @@ MODELS = ("fcn", "cnn", "resnet18", "resnet50", "wide_resnet101_2")
 ATTRIBUTION = {"smoke": dict(n=16, ig_steps=8), "cpu": dict(n=200, ig_steps=32), "paper": dict(n=200, ig_steps=32)}
 
 
+# Fields that only add logging: runs that differ in nothing else are the same training run.
+LOGGING_FIELDS = ("neuron_probes",)
+
+
 class ConfigError(ValueError):
     """A config that cannot be run; the message says how to fix it."""
 
@@ -97,6 +101,8 @@ class RunConfig:
     attribution_steps: int = 32
     eval_n: int = 1000
     precision: str = "fp32"
+    # Fig. 18: at each attribution probe also log every penultimate unit's CSI and BSI.
+    neuron_probes: bool = False
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -100,7 +100,7 @@ def make_record(cfg: RunConfig, data, outcome, metrics: dict | None, eval_curves
         if outcome.attribution_trace:
             last = outcome.attribution_trace[-1]
             metrics.update({f"attr_{k}": v for k, v in last.items() if k not in ("step", "epoch")
-                            and not k.startswith("test_")})
+                            and not k.startswith(("test_", "unit_"))})
     finished = dt.datetime.now(dt.timezone.utc)
     return {
         "run_id": cfg.run_id,

@@ -507,3 +507,34 @@ def pick_lrs(df, low_lr: float | None = None, high_lr: float | None = None) -> t
 
     lo, hi = choose(low_lr, lrs[0], "low"), choose(high_lr, lrs[-1], "high")
     return float(lo), float(hi), "; ".join(notes)
+
+
+# ----------------------------------------------------------------------------------------------
+# Fig. 18 (top): persistence of class- and bias-dominant neurons
+# ----------------------------------------------------------------------------------------------
+
+
+def neuron_persistence(record: dict):
+    """From a run trained with `neuron_probes=True`: at each probe step t, the share of units that are
+    class-dominant (CSI > BSI) at t and still class-dominant at the end of training, and likewise for
+    bias-dominant units (CSI <= BSI); units that never fire are left out (supplement D.2, Fig. 18)."""
+    import pandas as pd
+
+    trace = [p for p in record.get("attribution_trace") or [] if "unit_csi" in p]
+    if not trace:
+        return pd.DataFrame()
+
+    def dominance(point):
+        csi = np.array([np.nan if v is None else v for v in point["unit_csi"]], float)
+        bsi = np.array([np.nan if v is None else v for v in point["unit_bsi"]], float)
+        fires = np.isfinite(csi) & np.isfinite(bsi)
+        return fires & (csi > bsi), fires & ~(csi > bsi)
+
+    final_class, final_bias = dominance(trace[-1])
+    rows = []
+    for p in trace:
+        cls, bias = dominance(p)
+        rows.append({"step": p["step"], "class_dominant": int(cls.sum()), "bias_dominant": int(bias.sum()),
+                     "class_persist": (cls & final_class).sum() / cls.sum() if cls.any() else np.nan,
+                     "bias_persist": (bias & final_bias).sum() / bias.sum() if bias.any() else np.nan})
+    return pd.DataFrame(rows)

@@ -172,11 +172,11 @@ def class_separation(features: torch.Tensor, labels: torch.Tensor) -> float:
     return (1 - d_within / d_total).item() if d_total > 0 else float("nan")
 
 
-def selectivity_index(features: torch.Tensor, labels: torch.Tensor, coverage: bool = True,
-                      eps: float = 1e-12) -> float:
-    """Average class selectivity over units that fire at least once (Morcos et al. 2018):
-    (mu_max - mu_rest) / (mu_max + mu_rest), scaled by the share of the preferred class's samples
-    on which the unit is active (paper Sec. 3.3). With bias labels this is the BSI."""
+def unit_selectivity(features: torch.Tensor, labels: torch.Tensor, coverage: bool = True,
+                     eps: float = 1e-12) -> torch.Tensor:
+    """Per-unit class selectivity (Morcos et al. 2018): (mu_max - mu_rest) / (mu_max + mu_rest),
+    scaled by the share of the preferred class's samples on which the unit is active (paper Sec.
+    3.3); NaN for units that never fire. With bias labels this is the per-unit BSI (Fig. 18)."""
     f = features.flatten(1).double()
     classes = labels.unique()
     means = torch.stack([f[labels == c].mean(0) for c in classes])  # (K, units)
@@ -187,5 +187,12 @@ def selectivity_index(features: torch.Tensor, labels: torch.Tensor, coverage: bo
     csi = (mu_max - mu_rest) / (mu_max + mu_rest + eps)
     if coverage:
         csi = csi * active_share.gather(0, best[None]).squeeze(0)
-    fires = (f > 0).any(0)
+    return torch.where((f > 0).any(0), csi, torch.full_like(csi, float("nan")))
+
+
+def selectivity_index(features: torch.Tensor, labels: torch.Tensor, coverage: bool = True,
+                      eps: float = 1e-12) -> float:
+    """Average class selectivity (CSI; BSI with bias labels) over units that fire at least once."""
+    csi = unit_selectivity(features, labels, coverage, eps)
+    fires = ~csi.isnan()
     return csi[fires].mean().item() if fires.any() else float("nan")

@@ -55,8 +55,7 @@ PACK_FIELDS = ("dataset", "dataset_params", "data_seed", "model", "model_params"
 def packable(cfg: RunConfig) -> bool:
     """True when `cfg` can be trained by `PackedTrainer`: plain SGD (momentum 0, weight decay 0)
     and no attribution probes (`attribution_n == 0`; packed training does not run them)."""
-    return (cfg.optimizer == "sgd" and cfg.momentum == 0 and cfg.weight_decay == 0
-            and cfg.attribution_n == 0)
+    return _why_not_packable(cfg) is None
 
 
 def _why_not_packable(cfg: RunConfig) -> str | None:
@@ -64,10 +63,10 @@ def _why_not_packable(cfg: RunConfig) -> str | None:
         return (f"packed training implements plain SGD only (momentum 0, weight decay 0); run "
                 f"{cfg.run_id} has optimizer={cfg.optimizer!r}, momentum={cfg.momentum}, "
                 f"weight_decay={cfg.weight_decay}: train it unpacked (lrbook.experiment.run_experiment)")
-    if cfg.attribution_n > 0:
-        return (f"packed training does not run attribution probes; run {cfg.run_id} asks for "
-                f"attribution_n={cfg.attribution_n}: train it unpacked (lrbook.experiment.run_experiment) "
-                "or set attribution_n=0")
+    if cfg.attribution_n > 0 or cfg.neuron_probes:
+        return (f"packed training does not run training probes; run {cfg.run_id} asks for "
+                f"attribution_n={cfg.attribution_n}, neuron_probes={cfg.neuron_probes}: train it unpacked "
+                "(lrbook.experiment.run_experiment) or turn the probes off")
     return None
 
 

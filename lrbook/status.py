@@ -17,6 +17,8 @@ class PaperItem:
     cells: tuple[tuple[str, str], ...] = ()  # (dataset, model) cells whose LR sweeps it needs
     blocked: str = ""  # why it cannot be reproduced here, if so
     planned: str = ""  # what is still to be built, if nothing can show it yet
+    requires: str = ""  # a boolean config field the runs must have set (e.g. neuron_probes)
+    partial: str = ""  # if set, the item is at best "partial", for this reason
 
 
 _CIFAR = ("CIFAR-10/100 cannot be downloaded on the build machine (no internet); the code runs "
@@ -43,7 +45,9 @@ PAPER_ITEMS = (
     PaperItem("Fig. 12, 13, Prop. 1", "Mechanism: max BC loss ratio vs acc., training dynamics, Prop. 1 numerically",
               "06 mechanism", (("parity", "fcn"), ("colored_mnist", "resnet18"))),
     PaperItem("Fig. 18", "Mechanism: class- vs bias-dominant neuron persistence; per-neuron update resets",
-              "06 mechanism", planned="needs per-checkpoint CSI/BSI per neuron, not logged by the training loop yet"),
+              "06 mechanism", (("parity", "fcn"),), requires="neuron_probes",
+              partial="top panel on the parity FCN (paper: ResNet18 / Colored MNIST); bottom panel (per-neuron "
+                      "updates) not logged"),
     PaperItem("Fig. 23-26, 29, 30", "Robustness checks: step decay, Adam, longer training, PSGD/WSD, soups",
               "07 robustness checks", planned="section 07 is not built yet"),
     PaperItem("Table S1", "Value ranges per dataset x model cell", "scorecard",
@@ -77,15 +81,20 @@ def status_table(store=None):
 
     store = ResultStore() if store is None else store
     df = store.to_frame()
+    all_runs = store.to_frame(dedupe=False)
     rows = []
     for it in PAPER_ITEMS:
+        runs = df
+        if it.requires:
+            runs = (all_runs[all_runs[it.requires].fillna(False).astype(bool)] if it.requires in all_runs
+                    else all_runs.iloc[0:0])
         row = {"item": it.item, "shows": it.shows, "section": it.section}
         if it.blocked:
             row.update(status="not possible here", note=it.blocked)
         elif not it.cells:
             row.update(status="pending", note=it.planned)
         else:
-            cov = [cell_coverage(df, d, m) | {"cell": f"{d}/{m}"} for d, m in it.cells]
+            cov = [cell_coverage(runs, d, m) | {"cell": f"{d}/{m}"} for d, m in it.cells]
             done = [c for c in cov if c["complete"]]
             some = [c for c in cov if c["runs"] > 0]
             status = "reproduced" if len(done) == len(cov) else "partial" if some else "pending"
@@ -96,6 +105,8 @@ def status_table(store=None):
                        note=(f"{len(done)}/{len(cov)} cells with >= {MIN_LRS} LRs x {MIN_SEEDS} seeds"
                              + (f"; with runs: {', '.join(c['cell'] for c in some)}" if 0 < len(some) < len(cov) else "")
                              if len(cov) > 1 else ("" if done else f"needs >= {MIN_LRS} LRs x {MIN_SEEDS} seeds")))
+            if it.partial and some:
+                row.update(status="partial", note=it.partial)
         rows.append(row)
     out = pd.DataFrame(rows)
     for col in ("scale", "runs", "lrs", "seeds"):

@@ -163,10 +163,11 @@ class ResultStore:
         self._lock(run_id).unlink(missing_ok=True)
         return True
 
-    def to_frame(self, **filters):
+    def to_frame(self, dedupe: bool = True, **filters):
         """All records as a pandas DataFrame: config fields, dataset parameters (`data.*`), scalar
-        metrics, status and provenance columns; `filters` select rows by column value."""
-        return records_to_frame(self.records(), **filters)
+        metrics, status and provenance columns; `filters` select rows by column value; see
+        `records_to_frame` for `dedupe`."""
+        return records_to_frame(self.records(), dedupe=dedupe, **filters)
 
 
 def _claim_is_stale(lock: Path) -> bool:
@@ -190,8 +191,23 @@ def _claim_is_stale(lock: Path) -> bool:
     return False
 
 
-def records_to_frame(records: Iterable[dict], **filters):
+def _config_columns() -> set[str]:
+    import dataclasses
+
+    from .config import RunConfig
+
+    return {f.name for f in dataclasses.fields(RunConfig)} - {"dataset_params", "model_params"}
+
+
+_CONFIG_COLUMNS = _config_columns()
+
+
+def records_to_frame(records: Iterable[dict], dedupe: bool = True, **filters):
+    """Records as a DataFrame. With `dedupe`, runs whose configs differ only in logging fields
+    (`config.LOGGING_FIELDS`, e.g. Fig. 18's neuron probes) count once: they trained identically."""
     import pandas as pd
+
+    from .config import LOGGING_FIELDS
 
     rows = []
     for r in records:
@@ -204,6 +220,13 @@ def records_to_frame(records: Iterable[dict], **filters):
                    seconds=r.get("provenance", {}).get("seconds"), device=r.get("provenance", {}).get("device"))
         rows.append(row)
     df = pd.DataFrame(rows)
+    if dedupe and len(df):
+        logging = [c for c in LOGGING_FIELDS if c in df]
+        key = [c for c in df.columns if c in _CONFIG_COLUMNS or c.startswith(("data.", "model."))]
+        key = [c for c in key if c not in logging]
+        order = df[logging].fillna(False).astype(bool).sum(axis=1) if logging else 0
+        df = df.assign(_order=order).sort_values("_order", kind="stable")
+        df = df.drop_duplicates(subset=key, keep="first").drop(columns="_order").sort_index()
     for k, v in filters.items():
         if k not in df.columns:
             return df.iloc[0:0]

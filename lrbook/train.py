@@ -68,7 +68,8 @@ def train(model: nn.Module, data, cfg, device="cpu", progress: bool = False) -> 
     from tqdm.auto import tqdm
 
     from .attribution import attribution_shares
-    from .metrics import group_accuracies, predict
+    from .metrics import group_accuracies, predict, unit_selectivity
+    from .models import penultimate_activations
 
     device = torch.device(device)
     model.to(device).train()
@@ -79,7 +80,7 @@ def train(model: nn.Module, data, cfg, device="cpu", progress: bool = False) -> 
     order_gen = torch.Generator().manual_seed(cfg.seed)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
 
-    probe = cfg.attribution_n > 0
+    probe = cfg.attribution_n > 0 or cfg.neuron_probes
     probe_at = set(checkpoint_steps(cfg.max_epochs * steps_per_epoch)) if probe else set()
     trace: list[dict] = []
 
@@ -88,8 +89,13 @@ def train(model: nn.Module, data, cfg, device="cpu", progress: bool = False) -> 
         point = {"step": step, "epoch": round(epoch, 4)}
         accs = group_accuracies(predict(model, data.x_test), data.y_test, data.b_test)
         point.update({f"test_{k}": accs[k] for k in ("acc", "ba_acc", "bc_acc")})
-        if data.region_fn is not None:
+        if data.region_fn is not None and cfg.attribution_n > 0:
             point.update(attribution_shares(model, data, n=cfg.attribution_n, n_steps=cfg.attribution_steps))
+        if cfg.neuron_probes:
+            feats = penultimate_activations(model, data.x_test[:cfg.eval_n]).float()
+            for key, labels in (("unit_csi", data.y_test), ("unit_bsi", data.b_test)):
+                values = unit_selectivity(feats, labels[:cfg.eval_n]).tolist()
+                point[key] = [None if v != v else round(v, 4) for v in values]
         trace.append(point)
         model.train()
 

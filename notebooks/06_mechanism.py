@@ -195,12 +195,56 @@ for d, m in FIG13:
                      + (f" Note: {note}." if note else "")))
 
 # %% [markdown]
-# ## 5. Stability of class- and bias-dominant neurons (Fig. 18): not reproduced yet
-# Fig. 18 needs, for the last-layer filters of ResNet18 at many points during training, each
-# filter's class selectivity (CSI) and bias selectivity (BSI), to track which filters stay
-# class-dominant (CSI > BSI) and which stay bias-dominant; its lower panel needs per-neuron gradient
-# norms and attributions at every update. The training loop does not log per-checkpoint, per-neuron
-# CSI/BSI or per-neuron gradients yet, so there is no data for this figure and none is shown.
+# ## 5. Stability of class- and bias-dominant neurons (Fig. 18, top)
+# The paper tracks, for ResNet18 on Colored MNIST, each last-layer filter's class selectivity (CSI)
+# and bias selectivity (BSI) during training, calls a filter *class-dominant* when CSI > BSI and
+# *bias-dominant* otherwise, and asks: of the filters that are class-dominant at step t, what share
+# is still class-dominant at the end (and likewise for bias-dominant ones)? It finds that at a high
+# LR class-dominant filters almost all stay so early on, while bias-dominant ones do not.
+#
+# Runs trained with `neuron_probes=True` log every penultimate unit's CSI and BSI (1000 test inputs)
+# at step 0, every power of two and the end. Here that is the **parity FCN** (200 units), not the
+# paper's ResNet18 / Colored MNIST, whose runs need a GPU. The bottom panel of Fig. 18 (per-neuron
+# update size against that neuron's spurious attribution) is not reproduced: per-neuron gradients
+# are not logged.
+
+# %%
+from lrbook.mechanism import neuron_persistence
+
+all_runs = store.to_frame(dedupe=False)
+with_probes = all_runs["neuron_probes"].fillna(False).astype(bool) if "neuron_probes" in all_runs else []
+probe_df = all_runs[with_probes] if len(with_probes) else all_runs.iloc[0:0]
+if probe_df.empty:
+    display(Markdown("**No runs with neuron probes are stored**, so Fig. 18 is not shown. Train some with "
+                     "`python -m lrbook sweep`-style code and `neuron_probes=True` (see the text above)."))
+else:
+    for (d, m, s), cell in probe_df.groupby(["dataset", "model", "scale"]):
+        lrs = sorted(cell.lr.unique())
+        fig, axes = plt.subplots(1, 2, figsize=(11, 3.4), sharey=True)
+        for ax, kind, label in ((axes[0], "class_persist", "class-dominant"), (axes[1], "bias_persist", "bias-dominant")):
+            for lr_value, color in zip(lrs, plt.get_cmap("coolwarm")(np.linspace(0, 1, len(lrs)))):
+                for i, run_id in enumerate(cell[cell.lr == lr_value].run_id):
+                    p = neuron_persistence(store.get(run_id))
+                    ax.plot(p.step + 1, p[kind], "o-", ms=3, color=color, alpha=0.8,
+                            label=f"LR {lr_value:g}" if i == 0 else None)
+            ax.set_xscale("log")
+            ax.set_xlabel("training step + 1")
+            ax.set_title(f"{label} at step t, still so at the end")
+            ax.legend(fontsize=8, frameon=False)
+        axes[0].set_ylabel("share of units")
+        fig.suptitle(f"Fig. 18 (top) on {cell_title(d, m)}: scale {s}, {len(cell)} runs, "
+                     f"seeds {sorted(int(x) for x in cell.seed.unique())}")
+        fig.tight_layout()
+        plt.show()
+        rows = []
+        for run_id, lr_value, seed in zip(cell.run_id, cell.lr, cell.seed):
+            p = neuron_persistence(store.get(run_id))
+            first_half = p[p.step <= p.step.max() / 2]
+            rows.append({"LR": lr_value, "seed": seed, "class-dominant at end": int(p.class_dominant.iloc[-1]),
+                         "bias-dominant at end": int(p.bias_dominant.iloc[-1]),
+                         "class persistence, mean over 1st half": first_half.class_persist.mean(),
+                         "bias persistence, mean over 1st half": first_half.bias_persist.mean()})
+        display(pd.DataFrame(rows).sort_values(["LR", "seed"]).round(3).reset_index(drop=True))
 
 # %% [markdown]
 # ## 6. Average BA loss / average BC loss at low vs high LR

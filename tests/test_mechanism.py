@@ -214,3 +214,19 @@ def test_mechanism_notebook_with_empty_store(tmp_path):
     assert "No runs are stored" in text
     assert "Colored MNIST / ResNet18: no stored runs" in text and "Parity / FCN: no stored runs" in text
     assert "Fig. 12 cannot be drawn" in text and "BA/BC loss ratio cannot be computed" in text
+
+
+def test_neuron_persistence_hand_computed():
+    from lrbook.mechanism import neuron_persistence
+
+    # 4 units; final: units 0, 1 class-dominant, 2 bias-dominant, 3 never fires.
+    trace = [
+        {"step": 0, "unit_csi": [0.1, 0.0, 0.5, None], "unit_bsi": [0.2, 0.3, 0.1, None]},  # class: {2}; bias: {0, 1}
+        {"step": 4, "unit_csi": [0.5, 0.4, 0.0, None], "unit_bsi": [0.1, 0.5, 0.2, None]},  # class: {0}; bias: {1, 2}
+        {"step": 9, "unit_csi": [0.6, 0.7, 0.1, None], "unit_bsi": [0.1, 0.2, 0.3, None]},
+    ]
+    df = neuron_persistence({"attribution_trace": trace})
+    assert df.class_dominant.tolist() == [1, 1, 2] and df.bias_dominant.tolist() == [2, 2, 1]
+    assert df.class_persist.tolist() == [0.0, 1.0, 1.0]  # unit 2 flips to bias; unit 0 stays class
+    assert df.bias_persist.tolist() == [0.0, 0.5, 1.0]  # {0,1} both become class; {1,2}: only 2 stays
+    assert neuron_persistence({"attribution_trace": [{"step": 0}]}).empty

@@ -282,3 +282,19 @@ def test_unwritable_store_fails_before_training(tmp_path, monkeypatch, kind):
     assert not store.runs.exists() and len(store) == 0
     if kind != "read-only dir":
         assert (tmp_path / "afile").read_text() == "not a folder"
+
+
+def test_runs_differing_only_in_logging_fields_count_once(tmp_store):
+    """A run re-trained with neuron probes is the same training run: the frame keeps one."""
+    from lrbook import make_config
+
+    plain = make_config("parity", lr=0.1, seed=0, scale="smoke")
+    probed = make_config("parity", lr=0.1, seed=0, scale="smoke", neuron_probes=True)
+    other_seed = make_config("parity", lr=0.1, seed=1, scale="smoke")
+    for cfg in (plain, probed, other_seed):
+        tmp_store.put({"run_id": cfg.run_id, "config": cfg.to_dict(), "status": "converged",
+                       "metrics": {"test_acc": 0.5}})
+    assert len({plain.run_id, probed.run_id, other_seed.run_id}) == 3
+    df = tmp_store.to_frame()
+    assert sorted(df.run_id) == sorted([plain.run_id, other_seed.run_id])  # the probe-free record is kept
+    assert len(tmp_store.to_frame(dedupe=False)) == 3
