@@ -20,6 +20,7 @@ from PIL import Image
 from lrbook import cifar_data as CD
 from lrbook import corruptions as C
 from lrbook.config import ConfigError
+from stubs import IdentityBlur
 
 REAL_WAND_IMAGE = C._wand_image  # before any test stubs it
 
@@ -191,29 +192,10 @@ def test_mnist_cifar_regions_and_errors(standin):
 
 
 # ----------------------------------------------------------------------- Corrupted CIFAR-10
-class _IdentityBlur:
-    """Stand-in for wand.image.Image whose motion blur does nothing."""
-
-    def __init__(self, blob):
-        self.blob = blob
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    def motion_blur(self, radius, sigma, angle):
-        pass
-
-    def make_blob(self, fmt):
-        return self.blob
-
-
 @pytest.fixture
 def optional_deps(tmp_path_factory, monkeypatch):
     """Stub snow's ImageMagick blur; synthetic frost photographs. Returns the frost folder."""
-    monkeypatch.setattr(C, "_wand_image", lambda: _IdentityBlur)
+    monkeypatch.setattr(C, "_wand_image", lambda: IdentityBlur)
     frost = tmp_path_factory.mktemp("frost")
     for k, name in enumerate(C.FROST_FILES):
         rng = np.random.default_rng(k)

@@ -9,6 +9,7 @@ from matplotlib.colors import rgb_to_hsv
 from PIL import Image
 
 from lrbook import corruptions as C
+from stubs import IdentityBlur
 
 NO_OPTIONAL = [n for n in C.CORRUPTIONS if n not in ("snow", "frost")]
 RANDOM = ["fog", "spatter", "elastic_transform"]
@@ -353,27 +354,8 @@ def test_batch_fails_before_any_work(no_wand, monkeypatch):
         C.corrupt_batch(images, ["brightness", "snow"], seed=0)
 
 
-class _IdentityBlur:
-    """Stand-in for wand.image.Image whose motion blur does nothing."""
-
-    def __init__(self, blob):
-        self.blob = blob
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    def motion_blur(self, radius, sigma, angle):
-        assert (radius, sigma) == (14, 12) and -135 <= angle <= -45
-
-    def make_blob(self, fmt):
-        return self.blob
-
-
 def test_snow_maths_with_stub_blur(monkeypatch):
-    monkeypatch.setattr(C, "_wand_image", lambda: _IdentityBlur)
+    monkeypatch.setattr(C, "_wand_image", lambda: IdentityBlur)
     img = make_image()
     a = C.corrupt(img, "snow", 5, 0)
     np.testing.assert_array_equal(a, C.corrupt(img, "snow", 5, 0))
@@ -382,7 +364,7 @@ def test_snow_maths_with_stub_blur(monkeypatch):
 
 
 def test_snow_layer_is_added_twice_rotated_by_180_degrees(monkeypatch):
-    monkeypatch.setattr(C, "_wand_image", lambda: _IdentityBlur)
+    monkeypatch.setattr(C, "_wand_image", lambda: IdentityBlur)
     img = make_image() // 3
     out = C.corrupt(img, "snow", 5, 4).astype(np.float64) / 255
     x = img.astype(np.float32) / 255
