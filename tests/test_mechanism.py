@@ -166,6 +166,19 @@ def test_pick_lrs():
 
 # -- notebook 06 ------------------------------------------------------------------------------------
 
+def _outputs(path) -> str:
+    """The text of an executed notebook's outputs only (the sources mention the messages too)."""
+    import json
+
+    parts = []
+    for cell in json.loads(path.read_text())["cells"]:
+        for o in cell.get("outputs", []):
+            parts.append("".join(o.get("text", "")))
+            parts += ["".join(v) if isinstance(v, list) else str(v) for k, v in o.get("data", {}).items()
+                      if k.startswith("text/")]
+    return "\n".join(parts)
+
+
 def _fabricated_store(path):
     from lrbook import ResultStore
 
@@ -192,14 +205,14 @@ def test_mechanism_notebook_renders_stored_cells(tmp_path):
     pm.execute_notebook(str(ROOT / "notebooks" / "06_mechanism.ipynb"), str(out),
                         parameters=dict(store_dir=str(store.root)), cwd=str(ROOT / "notebooks"),
                         progress_bar=False, kernel_name="python3")
-    text = out.read_text()
+    text = _outputs(out)
     assert "Parity / FCN (smoke, 5 runs)" in text and "Colored MNIST / ResNet18 (smoke, 2 runs)" in text
     assert "Fig. 13, Parity / FCN: LR 0.05 (2 seeds) vs LR 0.5 (2 seeds)" in text
     assert "Fig. 13, Colored MNIST / ResNet18: LR 0.01 (1 seed) vs LR 0.1 (1 seed)" in text
     assert "Scale `smoke`: 5 runs, 3 LRs (0.05 to 3), 1 to 2 seeds per LR; 1 diverged." in text
-    assert "not reproduced yet" in text
+    assert "No runs with neuron probes are stored" in _outputs(out)  # Fig. 18 says plainly it has no data
     assert "Colored MNIST: BA/BC loss ratio" in text and "Parity: BA/BC loss ratio" in text
-    assert text.count("image/png") >= 5  # Prop. 1, Prop. 2, Fig. 12, two Fig. 13 rows
+    assert out.read_text().count("image/png") >= 5  # Prop. 1, Prop. 2, Fig. 12, two Fig. 13 rows
 
 
 @pytest.mark.slow
@@ -210,7 +223,7 @@ def test_mechanism_notebook_with_empty_store(tmp_path):
     pm.execute_notebook(str(ROOT / "notebooks" / "06_mechanism.ipynb"), str(out),
                         parameters=dict(store_dir=str(tmp_path / "empty")), cwd=str(ROOT / "notebooks"),
                         progress_bar=False, kernel_name="python3")
-    text = out.read_text()
+    text = _outputs(out)
     assert "No runs are stored" in text
     assert "Colored MNIST / ResNet18: no stored runs" in text and "Parity / FCN: no stored runs" in text
     assert "Fig. 12 cannot be drawn" in text and "BA/BC loss ratio cannot be computed" in text
@@ -230,3 +243,25 @@ def test_neuron_persistence_hand_computed():
     assert df.class_persist.tolist() == [0.0, 1.0, 1.0]  # unit 2 flips to bias; unit 0 stays class
     assert df.bias_persist.tolist() == [0.0, 0.5, 1.0]  # {0,1} both become class; {1,2}: only 2 stays
     assert neuron_persistence({"attribution_trace": [{"step": 0}]}).empty
+
+
+@pytest.mark.slow
+def test_mechanism_notebook_draws_fig18_from_neuron_probe_runs(tmp_path):
+    import papermill as pm
+
+    from lrbook import ResultStore
+
+    store = ResultStore(tmp_path / "store")
+    for lr in (0.05, 0.5):
+        cfg = make_config("parity", "fcn", lr=lr, seed=0, scale="smoke", neuron_probes=True)
+        trace = [{"step": s, "epoch": s / 4, "test_acc": 0.6, "test_ba_acc": 1.0, "test_bc_acc": 0.2,
+                  "unit_csi": [0.5, 0.1, None], "unit_bsi": [0.1, 0.1 + s / 10, None]} for s in (0, 1, 2, 4)]
+        rec = _record(lr, 0, [0.2, 0.1], [1.0, 0.5], "parity", "fcn", spe=4, trace=trace)
+        store.put({**rec, "run_id": cfg.run_id, "config": cfg.to_dict()})
+    out = tmp_path / "out.ipynb"
+    pm.execute_notebook(str(ROOT / "notebooks" / "06_mechanism.ipynb"), str(out),
+                        parameters=dict(store_dir=str(store.root)), cwd=str(ROOT / "notebooks"),
+                        progress_bar=False, kernel_name="python3")
+    shown = _outputs(out)
+    assert "No runs with neuron probes are stored" not in shown
+    assert "class persistence, mean over 1st half" in shown  # the Fig. 18 table was drawn
