@@ -22,6 +22,15 @@ class StoreError(OSError):
     pass
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_umask()
+
+
 def repo_root() -> Path | None:
     """The lrbook checkout this code runs from, if any (the folder with pyproject.toml and lrbook/)."""
     for start in (Path.cwd().resolve(), Path(__file__).resolve().parent):
@@ -83,6 +92,7 @@ class ResultStore:
         folder = self.artefact_dir(run_id)
         folder.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}-", suffix=".npz")
+        os.fchmod(fd, _FILE_MODE)
         try:
             with os.fdopen(fd, "wb") as f:
                 np.savez_compressed(f, **arrays)
@@ -109,6 +119,7 @@ class ResultStore:
         self.check_writable()
         target = self.path(record["run_id"])
         fd, tmp = tempfile.mkstemp(dir=self.runs, prefix=f".{record['run_id']}-", suffix=".tmp")
+        os.fchmod(fd, _FILE_MODE)  # mkstemp makes 0600; records are shared data
         try:
             with os.fdopen(fd, "w") as f:
                 json.dump(_clean(record), f, indent=1, sort_keys=True)
