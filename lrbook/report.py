@@ -2,9 +2,7 @@
 paper's reference values when no run exists yet."""
 from __future__ import annotations
 
-import numpy as np
-
-from .reference import DATASET_NAMES, MODEL_NAMES, S1_METRICS, paper_row
+from .reference import DATASET_NAMES, METRIC_LABELS, MODEL_NAMES, S1_METRICS, paper_row
 
 
 def cell_frame(store, dataset: str, model: str, scale: str):
@@ -39,8 +37,6 @@ def paper_reference_table(dataset: str, model: str):
         return pd.DataFrame()
     rows = [{"variable": "LR range", "paper min": ref.lr_min, "paper max": ref.lr_max}]
     for prefix, (col, _) in S1_METRICS.items():
-        from .reference import METRIC_LABELS
-
         rows.append({"variable": METRIC_LABELS[col], "paper min": ref[f"{prefix}_min"], "paper max": ref[f"{prefix}_max"]})
     return pd.DataFrame(rows)
 
@@ -61,10 +57,6 @@ def low_high_records(store, df, seed=None):
     lo = pick.loc[pick.lr.idxmin()]
     hi = pick.loc[pick.lr.idxmax()]
     return store.get(lo.run_id), store.get(hi.run_id)
-
-
-def fmt(v, digits=3):
-    return "—" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{v:.{digits}g}"
 
 
 SCALE_PREFERENCE = ("paper", "cpu", "smoke")
