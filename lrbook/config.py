@@ -70,8 +70,9 @@ MODELS = ("fcn", "cnn", "resnet18", "resnet50", "wide_resnet101_2")
 ATTRIBUTION = {"smoke": dict(n=16, ig_steps=8), "cpu": dict(n=200, ig_steps=32), "paper": dict(n=200, ig_steps=32)}
 
 
-# Fields that only add logging: runs that differ in nothing else are the same training run.
-LOGGING_FIELDS = ("neuron_probes",)
+# Fields that only add logging (probes read the model in eval mode and touch no RNG): runs that
+# differ in nothing else are the same training run.
+LOGGING_FIELDS = ("neuron_probes", "unit_trace_every", "attribution_n", "attribution_steps")
 
 
 class ConfigError(ValueError):
@@ -101,8 +102,15 @@ class RunConfig:
     attribution_steps: int = 32
     eval_n: int = 1000
     precision: str = "fp32"
+    # Speed options (issue "Fast sweeps"), off by default: channels-last memory format for image
+    # inputs and conv weights, and torch.compile of the training forward pass.
+    channels_last: bool = False
+    compile: bool = False
     # Fig. 18: at each attribution probe also log every penultimate unit's CSI and BSI.
     neuron_probes: bool = False
+    # Fig. 18 (bottom), FCN on Colored / Double MNIST: every N steps log per-unit update sizes and
+    # spurious shares (`train.UnitTrace`); 0 = off.
+    unit_trace_every: int = 0
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -146,6 +154,11 @@ def validate(cfg: RunConfig) -> RunConfig:
         raise ConfigError("batch_size and max_epochs must be >= 1")
     if cfg.optimizer not in ("sgd",):
         raise ConfigError(f"unknown optimizer {cfg.optimizer!r}; only 'sgd' is implemented")
+    if cfg.unit_trace_every < 0:
+        raise ConfigError(f"unit_trace_every must be >= 0 steps, got {cfg.unit_trace_every}")
+    if cfg.unit_trace_every and (cfg.model != "fcn" or cfg.dataset not in ("colored_mnist", "double_mnist")):
+        raise ConfigError("unit traces (Fig. 18 bottom) are implemented for the FCN on colored_mnist and "
+                          f"double_mnist; got {cfg.dataset}/{cfg.model}")
     if cfg.precision not in ("fp32", "bf16"):
         raise ConfigError(f"precision must be 'fp32' or 'bf16', got {cfg.precision!r}")
     return cfg

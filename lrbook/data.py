@@ -36,6 +36,10 @@ class SpuriousDataset:
     # Maps a batch of inputs to named boolean masks (broadcastable to the inputs) used for
     # attribution shares: e.g. parity's core / spurious / noise bit blocks.
     region_fn: Callable[[torch.Tensor], dict[str, torch.Tensor]] | None = None
+    # compose_fn(core_src, spurious_src): inputs with the core feature of the first batch and the
+    # spurious feature of the second (e.g. a digit's shape in another digit's colour); used by the
+    # feature-Shapley attribution where the two features overlap in pixel space.
+    compose_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -54,7 +58,7 @@ class SpuriousDataset:
         moved = {k: getattr(self, k).to(device) for k in
                  ("x_train", "y_train", "b_train", "x_test", "y_test", "b_test")}
         return SpuriousDataset(self.name, num_classes=self.num_classes, params=self.params,
-                               region_fn=self.region_fn, **moved)
+                               region_fn=self.region_fn, compose_fn=self.compose_fn, **moved)
 
 
 def _bias_labels(y: np.ndarray, num_classes: int, bc_ratio: float, rng: np.random.Generator) -> np.ndarray:
@@ -249,7 +253,23 @@ def make_colored_mnist(n_train=60000, n_test=10000, bc_ratio=0.01, color_std=0.0
     xtr, ytr, btr = split(xtr_raw, ytr_raw, n_train, True)
     xte, yte, bte = split(xte_raw, yte_raw, n_test, False)
     return SpuriousDataset("colored_mnist", xtr, ytr, btr, xte, yte, bte, num_classes=10,
-                           params=dict(n_train=n_train, n_test=n_test, bc_ratio=bc_ratio, color_std=color_std))
+                           params=dict(n_train=n_train, n_test=n_test, bc_ratio=bc_ratio, color_std=color_std),
+                           compose_fn=recolor)
+
+
+def stroke_color(x: torch.Tensor) -> torch.Tensor:
+    """The RGB stroke colour of Colored MNIST images (N, 3): each channel's brightest pixel (MNIST
+    digits reach 255, so the brightest pixel carries the full colour)."""
+    return x.flatten(2).amax(2)
+
+
+def recolor(shape_src: torch.Tensor, color_src: torch.Tensor) -> torch.Tensor:
+    """Colored MNIST images with the digit strokes of `shape_src` in the colours of `color_src`."""
+    c = stroke_color(shape_src)
+    k = c.argmax(1)
+    rows = torch.arange(len(shape_src), device=shape_src.device)
+    gray = shape_src[rows, k] / c[rows, k].clamp_min(1e-12)[:, None, None]
+    return gray[:, None] * stroke_color(color_src)[:, :, None, None]
 
 
 def make_double_mnist(n_train=60000, n_test=10000, bc_ratio=0.01, left_intensity=0.5, right_intensity=1.0,
@@ -281,10 +301,13 @@ def make_double_mnist(n_train=60000, n_test=10000, bc_ratio=0.01, left_intensity
         right[:, 28:] = True
         return {"core": ~right, "spurious": right}
 
+    def swap_halves(core_src, spurious_src):
+        return torch.cat([core_src[..., :28], spurious_src[..., 28:]], dim=-1)
+
     return SpuriousDataset("double_mnist", xtr, ytr, btr, xte, yte, bte, num_classes=10,
                            params=dict(n_train=n_train, n_test=n_test, bc_ratio=bc_ratio,
                                        left_intensity=left_intensity, right_intensity=right_intensity),
-                           region_fn=halves)
+                           region_fn=halves, compose_fn=swap_halves)
 
 
 DATASETS: dict[str, Callable[..., SpuriousDataset]] = {

@@ -134,6 +134,8 @@ def run_experiment(cfg: RunConfig, store: ResultStore | None = None, device="aut
     model = build_model(cfg.model, data.input_shape, data.num_classes, **cfg.model_params).to(device)
     outcome = train(model, data, cfg, device=device, progress=progress)
     metrics, eval_curves, artefacts = (None, {}, {}) if outcome.status == "diverged" else evaluate(model, data, cfg)
+    if outcome.unit_trace is not None:
+        artefacts["unit_trace"] = outcome.unit_trace
     record = make_record(cfg, data, outcome, metrics, eval_curves, device, started, artefacts)
     if store is not None:
         save_artefacts(store, cfg.run_id, artefacts)

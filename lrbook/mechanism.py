@@ -489,6 +489,27 @@ def plot_dynamics(axes, low_recs, high_recs):
     return axes
 
 
+def seed_records(all_runs, store, dataset: str, model: str, scale: str, lr: float, prefer: str = "attribution_n"):
+    """One record per seed of a cell's LR, from `all_runs` (`store.to_frame(dedupe=False)`), preferring
+    the record with the logging field `prefer` set (runs differing only in logging trained the same)."""
+    sub = all_runs[(all_runs.dataset == dataset) & (all_runs.model == model) & (all_runs.scale == scale)
+                   & np.isclose(all_runs.lr, lr) & (all_runs.status != "diverged")]
+    if sub.empty:
+        return []
+    rank = sub[prefer].fillna(0).astype(float) if prefer in sub else 0
+    sub = sub.assign(_rank=rank).sort_values(["seed", "_rank"], ascending=[True, False])
+    return [store.get(r) for r in sub.drop_duplicates("seed").run_id]
+
+
+def traced_lrs(all_runs, dataset: str, model: str, scale: str, field: str = "attribution_n") -> list[float]:
+    """The LRs of a cell that have at least one run with the logging field `field` set."""
+    if field not in all_runs:
+        return []
+    sub = all_runs[(all_runs.dataset == dataset) & (all_runs.model == model) & (all_runs.scale == scale)
+                   & (all_runs[field].fillna(0).astype(float) > 0) & (all_runs.status != "diverged")]
+    return sorted(float(v) for v in sub.lr.unique())
+
+
 def pick_lrs(df, low_lr: float | None = None, high_lr: float | None = None) -> tuple[float, float, str]:
     """The low and high LR to compare in one cell's runs `df` (non-diverged): the requested ones if
     stored, else the lowest / highest stored; the note says when a request could not be honoured."""
@@ -538,3 +559,101 @@ def neuron_persistence(record: dict):
                      "class_persist": (cls & final_class).sum() / cls.sum() if cls.any() else np.nan,
                      "bias_persist": (bias & final_bias).sum() / bias.sum() if bias.any() else np.nan})
     return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------------------------------------
+# Fig. 18 (bottom): per-unit update size and spurious share ("reset" events)
+# ----------------------------------------------------------------------------------------------
+
+
+def unit_trace_events(trace: dict):
+    """From a run's `unit_trace` artefact (`train.UnitTrace`): one row per unit and interval between
+    consecutive trace points, with the unit's spurious share before and after the interval, its change,
+    and the size of the updates to the unit's incoming weights in the interval (sum and largest single
+    step). Units silent on the probe inputs (NaN share) at either end are left out."""
+    import pandas as pd
+
+    share = np.asarray(trace["spurious_share"], float)
+    steps = np.asarray(trace["step"])
+    t, u = share.shape
+    before, after = share[:-1], share[1:]
+    frame = pd.DataFrame({
+        "unit": np.tile(np.arange(u), t - 1), "step": np.repeat(steps[1:], u),
+        "share_before": before.ravel(), "share_after": after.ravel(), "delta": (after - before).ravel(),
+        "update_sum": np.asarray(trace["update_sum"], float)[1:].ravel(),
+        "update_max": np.asarray(trace["update_max"], float)[1:].ravel()})
+    return frame[np.isfinite(frame.share_before) & np.isfinite(frame.share_after)].reset_index(drop=True)
+
+
+def reset_summary(events, big_quantile: float = 0.95) -> dict:
+    """Do large per-unit updates reset rising spurious use? Among intervals that start with a spurious
+    share above the median (where a reset is possible), compare the change in share after the largest
+    updates (top 5% of `update_sum`) with the change after the others, and give the Spearman
+    correlation of update size with that change. Comparing within high-share intervals controls for
+    regression to the mean, which alone makes high shares fall."""
+    from scipy.stats import spearmanr
+
+    if events.empty:
+        return {"intervals": 0}
+    high = events[events.share_before > events.share_before.median()]
+    cut = events.update_sum.quantile(big_quantile)
+    big, rest = high[high.update_sum >= cut], high[high.update_sum < cut]
+    rho = spearmanr(high.update_sum, high.delta).statistic if len(high) > 2 else float("nan")
+    return {"intervals": int(len(events)), "high_share_intervals": int(len(high)),
+            "big_update_threshold": float(cut), "big_updates": int(len(big)),
+            "mean_delta_after_big": float(big.delta.mean()) if len(big) else float("nan"),
+            "mean_delta_after_rest": float(rest.delta.mean()) if len(rest) else float("nan"),
+            "drop_rate_after_big": float((big.delta < 0).mean()) if len(big) else float("nan"),
+            "drop_rate_after_rest": float((rest.delta < 0).mean()) if len(rest) else float("nan"),
+            "spearman_update_vs_delta": float(rho)}
+
+
+def reset_units(events, n: int = 4) -> list[int]:
+    """The `n` units with the largest single-interval drop in spurious share (the clearest resets)."""
+    drops = events.groupby("unit").delta.min().sort_values()
+    return [int(u) for u in drops.index[:n]]
+
+
+def plot_unit_trace(axes, trace: dict, units: list[int]):
+    """Fig. 18 (bottom) for the given units: axes[0] their spurious share over training, axes[1] the
+    size of the updates to their incoming weights in each interval between trace points."""
+    steps = np.asarray(trace["step"])
+    share = np.asarray(trace["spurious_share"], float)
+    update = np.asarray(trace["update_sum"], float)
+    colors = plt_colors(len(units))
+    for c, u in zip(colors, units):
+        axes[0].plot(steps, share[:, u], "-", color=c, lw=1.2, label=f"unit {u}")
+        axes[1].plot(steps[1:], update[1:, u], "-", color=c, lw=1.0)
+    axes[0].set_ylabel("spurious share of\nthe unit's activation")
+    axes[0].set_ylim(0, 1)
+    axes[0].legend(fontsize=7, frameon=False, ncol=len(units))
+    axes[1].set_ylabel("update size per interval\n(sum of lr·‖∇w‖)")
+    axes[1].set_yscale("log")
+    axes[1].set_xlabel("training step")
+    return axes
+
+
+def plt_colors(n: int):
+    import matplotlib.pyplot as plt
+
+    return plt.get_cmap("tab10")(np.arange(n) % 10)
+
+
+def reset_sentences(rows: list[dict]) -> str:
+    """One generated sentence per traced run from its `reset_summary`: does it support the paper's
+    reading that large updates reset rising spurious use?"""
+    out = []
+    for r in rows:
+        if not r.get("big_updates"):
+            out.append(f"* LR {r['LR']:g}, seed {r['seed']}: too few intervals to test the claim.")
+            continue
+        supports = (r["drop_rate_after_big"] > r["drop_rate_after_rest"]
+                    and r["mean_delta_after_big"] < r["mean_delta_after_rest"])
+        out.append(
+            f"* {r['cell']}, LR {r['LR']:g}, seed {r['seed']}: of the intervals that start with an above-median "
+            f"spurious share, the {r['big_updates']} with the largest 5% of updates lowered the share in "
+            f"{100 * r['drop_rate_after_big']:.0f}% of cases (mean change {r['mean_delta_after_big']:+.3f}), the "
+            f"others in {100 * r['drop_rate_after_rest']:.0f}% (mean change {r['mean_delta_after_rest']:+.3f}); "
+            f"Spearman correlation of update size with the change: {r['spearman_update_vs_delta']:+.2f}. "
+            + ("This **supports** the reset reading." if supports else "This does **not** support the reset reading."))
+    return "\n".join(out)

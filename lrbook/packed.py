@@ -63,9 +63,14 @@ def _why_not_packable(cfg: RunConfig) -> str | None:
         return (f"packed training implements plain SGD only (momentum 0, weight decay 0); run "
                 f"{cfg.run_id} has optimizer={cfg.optimizer!r}, momentum={cfg.momentum}, "
                 f"weight_decay={cfg.weight_decay}: train it unpacked (lrbook.experiment.run_experiment)")
-    if cfg.attribution_n > 0 or cfg.neuron_probes:
+    if cfg.channels_last or cfg.compile:
+        return (f"packed training does not implement channels_last or compile; run {cfg.run_id} asks for "
+                f"channels_last={cfg.channels_last}, compile={cfg.compile}: train it unpacked "
+                "(lrbook.experiment.run_experiment)")
+    if cfg.attribution_n > 0 or cfg.neuron_probes or cfg.unit_trace_every:
         return (f"packed training does not run training probes; run {cfg.run_id} asks for "
-                f"attribution_n={cfg.attribution_n}, neuron_probes={cfg.neuron_probes}: train it unpacked "
+                f"attribution_n={cfg.attribution_n}, neuron_probes={cfg.neuron_probes}, "
+                f"unit_trace_every={cfg.unit_trace_every}: train it unpacked "
                 "(lrbook.experiment.run_experiment) or turn the probes off")
     return None
 
@@ -293,14 +298,14 @@ def run_packed(configs, store=None, device="auto", data_root=None, pack: int = 1
     from .data import dataset_for
     from .experiment import save_artefacts
     from .store import ResultStore
-    from .sweep import SweepReport, _run_one, missing
+    from .sweep import SweepReport, _run_one, already_stored, missing
 
     if pack < 1:
         raise ValueError("pack must be >= 1")
     store = ResultStore() if store is None else store
     store.check_writable()
     configs = [validate(c) for c in configs]
-    report = SweepReport(already_stored=[c.run_id for c in configs if store.has(c.run_id)])
+    report = SweepReport(already_stored=already_stored(configs, store))
     todo = missing(configs, store)
     device = resolve_device(device)
     groups: dict[str, list[RunConfig]] = {}
@@ -343,7 +348,8 @@ def run_packed(configs, store=None, device="auto", data_root=None, pack: int = 1
             continue
         try:
             run_id, outcome = _run_one(c.to_dict(), str(store.root), str(device), data_root, None, progress)
-            (report.claimed_elsewhere if outcome == "claimed" else report.trained).append(run_id)
+            {"claimed": report.claimed_elsewhere, "stored": report.already_stored}.get(
+                outcome, report.trained).append(run_id)
         except Exception:
             report.failed[c.run_id] = traceback.format_exc()
     if report.failed:

@@ -43,11 +43,12 @@ PAPER_ITEMS = (
     PaperItem("Fig. 11", "ImageNet-1k: the same LR effects", "05 standard classification",
               blocked="ImageNet-1k is not available here and needs far more than this project's GPU time"),
     PaperItem("Fig. 12, 13, Prop. 1", "Mechanism: max BC loss ratio vs acc., training dynamics, Prop. 1 numerically",
-              "06 mechanism", (("parity", "fcn"), ("colored_mnist", "resnet18"))),
+              "06 mechanism", (("parity", "fcn"),) + tuple((d, m) for d in ("colored_mnist", "double_mnist")
+                                                         for m in ("fcn", "cnn", "resnet18"))),
     PaperItem("Fig. 18", "Mechanism: class- vs bias-dominant neuron persistence; per-neuron update resets",
               "06 mechanism", (("parity", "fcn"),), requires="neuron_probes",
-              partial="top panel on the parity FCN (paper: ResNet18 / Colored MNIST); bottom panel (per-neuron "
-                      "updates) not logged"),
+              partial="top panel on the parity FCN (paper: ResNet18 / Colored MNIST); bottom panel (per-unit "
+                      "update size vs spurious share) on the Colored MNIST FCN, cpu scale"),
     PaperItem("Fig. 23-26, 29, 30", "Robustness checks: step decay, Adam, longer training, PSGD/WSD, soups",
               "07 robustness checks", planned="section 07 is not built yet"),
     PaperItem("Table S1", "Value ranges per dataset x model cell", "scorecard",

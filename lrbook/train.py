@@ -30,6 +30,7 @@ class TrainOutcome:
     curves: dict[str, list[float]] = field(default_factory=dict)  # one value per epoch
     max_bc_loss_ratio: float = float("nan")
     attribution_trace: list[dict] = field(default_factory=list)
+    unit_trace: dict | None = None  # Fig. 18 (bottom), arrays; see `UnitTrace`
 
 
 def append_epoch_curves(curves: dict, stats: torch.Tensor, n_correct: int, n: int) -> None:
@@ -63,11 +64,60 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     return device
 
 
+UNIT_TRACE_UNITS = 128  # penultimate units followed by a unit trace (the first ones: init is random)
+UNIT_TRACE_INPUTS = 100  # test inputs for their spurious shares (4 partners each: ~15% of a step's cost)
+
+
+class UnitTrace:
+    """Fig. 18 (bottom), FCN: every `cfg.unit_trace_every` steps, each followed penultimate unit's
+    spurious share (feature Shapley of its activation on a fixed set of test inputs) and the size of
+    the SGD updates to its incoming weights since the previous point: sum and max over steps of
+    lr * ||grad of the unit's weight row||. Updates accumulate on the device; the host reads them
+    only at trace points."""
+
+    def __init__(self, model: nn.Module, data, cfg):
+        self.model, self.compose, self.lr = model, data.compose_fn, cfg.lr
+        self.layer = model.features[-2]  # the Linear feeding the penultimate ReLU
+        self.units = min(UNIT_TRACE_UNITS, self.layer.out_features)
+        self.x = data.x_test[:UNIT_TRACE_INPUTS]
+        self.update_sum = torch.zeros(self.units, device=self.x.device)
+        self.update_max = torch.zeros(self.units, device=self.x.device)
+        self.rows: dict[str, list] = {"step": [], "spurious_share": [], "update_sum": [], "update_max": []}
+
+    def after_step(self) -> None:
+        size = self.layer.weight.grad[:self.units].norm(dim=1) * self.lr
+        self.update_sum += size
+        torch.maximum(self.update_max, size, out=self.update_max)
+
+    def point(self, step: int) -> None:
+        from .attribution import feature_shapley, spurious_share
+        from .models import penultimate_activations
+
+        def units(z):
+            return penultimate_activations(self.model, z)[:, :self.units].float()
+
+        gen = torch.Generator().manual_seed(0)
+        phi_core, phi_spur = feature_shapley(units, self.x, self.compose, n_partners=4, generator=gen)
+        self.rows["step"].append(step)
+        self.rows["spurious_share"].append(spurious_share(phi_core, phi_spur).cpu())
+        self.rows["update_sum"].append(self.update_sum.to("cpu", copy=True))  # copy: zeroed below
+        self.rows["update_max"].append(self.update_max.to("cpu", copy=True))
+        self.update_sum.zero_()
+        self.update_max.zero_()
+        self.model.train()
+
+    def arrays(self) -> dict:
+        import numpy as np
+
+        return {"step": np.array(self.rows["step"]),
+                **{k: torch.stack(v).numpy().astype("float32") for k, v in self.rows.items() if k != "step"}}
+
+
 def train(model: nn.Module, data, cfg, device="cpu", progress: bool = False) -> TrainOutcome:
     """Train `model` in place on `data` (already on `device`) as `cfg` says."""
     from tqdm.auto import tqdm
 
-    from .attribution import attribution_shares
+    from .attribution import attribution_shares, shapley_shares
     from .metrics import group_accuracies, predict, unit_selectivity
     from .models import penultimate_activations
 
@@ -75,6 +125,10 @@ def train(model: nn.Module, data, cfg, device="cpu", progress: bool = False) -> 
     model.to(device).train()
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     x, y, b = data.x_train, data.y_train, data.b_train
+    if cfg.channels_last and x.dim() == 4:
+        model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)  # minibatch gathers keep the format
+    forward = torch.compile(model) if cfg.compile else model  # probes and evaluation use `model`
     n, bs = len(y), cfg.batch_size
     steps_per_epoch = math.ceil(n / bs)
     order_gen = torch.Generator().manual_seed(cfg.seed)
@@ -83,6 +137,7 @@ def train(model: nn.Module, data, cfg, device="cpu", progress: bool = False) -> 
     probe = cfg.attribution_n > 0 or cfg.neuron_probes
     probe_at = set(checkpoint_steps(cfg.max_epochs * steps_per_epoch)) if probe else set()
     trace: list[dict] = []
+    units = UnitTrace(model, data, cfg) if cfg.unit_trace_every else None
 
     def probe_attributions(step, epoch):
         """Test accuracies (all, BA, BC) and, where the dataset defines regions, attribution shares."""
@@ -91,6 +146,8 @@ def train(model: nn.Module, data, cfg, device="cpu", progress: bool = False) -> 
         point.update({f"test_{k}": accs[k] for k in ("acc", "ba_acc", "bc_acc")})
         if data.region_fn is not None and cfg.attribution_n > 0:
             point.update(attribution_shares(model, data, n=cfg.attribution_n, n_steps=cfg.attribution_steps))
+        elif data.compose_fn is not None and cfg.attribution_n > 0:
+            point.update(shapley_shares(model, data, n=cfg.attribution_n))
         if cfg.neuron_probes:
             feats = penultimate_activations(model, data.x_test[:cfg.eval_n]).float()
             for key, labels in (("unit_csi", data.y_test), ("unit_bsi", data.b_test)):
@@ -112,16 +169,20 @@ def train(model: nn.Module, data, cfg, device="cpu", progress: bool = False) -> 
         for i in range(steps_per_epoch):
             if step in probe_at:
                 probe_attributions(step, epoch - 1 + i / steps_per_epoch)
+            if units is not None and step % cfg.unit_trace_every == 0:
+                units.point(step)
             idx = perm[i * bs:(i + 1) * bs]
             xb, yb, bb = x[idx], y[idx], b[idx]
             with autocast:
-                logits = model(xb)
+                logits = forward(xb)
             logits = logits.float()
             per_sample = F.cross_entropy(logits, yb, reduction="none")
             loss = per_sample.mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if units is not None:
+                units.after_step()
             with torch.no_grad():
                 conflicting = (yb != bb).float()
                 n_bc = conflicting.sum()
@@ -150,7 +211,9 @@ def train(model: nn.Module, data, cfg, device="cpu", progress: bool = False) -> 
     bar.close()
     if probe and status != "diverged":
         probe_attributions(step, epoch)
+    if units is not None and status != "diverged":
+        units.point(step)
     finite = [v for v in curves["bc_loss_ratio_max"] if math.isfinite(v)]
     return TrainOutcome(status=status, epochs=epoch, steps=step, seconds=time.perf_counter() - start,
                         curves=curves, max_bc_loss_ratio=max(finite) if finite else float("nan"),
-                        attribution_trace=trace)
+                        attribution_trace=trace, unit_trace=None if units is None else units.arrays())

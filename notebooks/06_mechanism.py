@@ -48,7 +48,7 @@ from IPython.display import Markdown, display
 from lrbook import ResultStore
 from lrbook.mechanism import (ba_bc_ratio_by_lr, ba_bc_verdict, bc_loss_share, cell_title, describe_runs,
                               gradient_norm_shares, max_bc_ratio_table, pick_lrs, plot_bc_loss_share, plot_dynamics,
-                              plot_max_bc_scatter, plural)
+                              plot_max_bc_scatter, plural, reset_sentences, seed_records, traced_lrs)
 from lrbook.reference import DATASET_NAMES, MODEL_NAMES
 from lrbook.report import cells_grid_frame, coverage_note
 
@@ -166,33 +166,49 @@ else:
 
 # %% [markdown]
 # ## 4. Training dynamics at a low and a high LR (Fig. 13)
-# The paper shows ResNet18 on Colored MNIST (and CIFAR-10); here Colored MNIST / ResNet18 and
-# Parity / FCN where stored. Per-epoch averages plotted at the training step that ends each epoch
-# (log axis: low-LR runs train much longer; the first epoch, 600 steps on Colored MNIST, is a single
-# point, so the within-epoch dynamics of the first minibatches are averaged away): mean loss of BC and BA samples, the BC loss ratio
-# (epoch mean and epoch maximum over minibatches), the mean logit norm, and, for parity, the share of
-# Integrated-Gradients attribution on the spurious (and core) bits from the attribution probes.
-# Every stored seed of each LR is drawn (first seed opaque, others faint).
+# The paper shows ResNet18 on Colored MNIST (and CIFAR-10); here Colored MNIST with ResNet18 and with
+# the FCN, and Parity / FCN, where stored. Per-epoch averages plotted at the training step that ends
+# each epoch (log axis: low-LR runs train much longer; the first epoch is a single point, so the
+# within-epoch dynamics of the first minibatches are averaged away): mean loss of BC and BA samples,
+# the BC loss ratio (epoch mean and epoch maximum over minibatches), the mean logit norm, and the
+# share of attribution on the spurious (and core) feature from the runs' attribution probes (step 0,
+# every power of two, the end):
+#
+# * **Parity:** Integrated Gradients mass on the spurious (and core) bits.
+# * **Colored MNIST:** colour and shape share the same pixels, so a pixel map cannot separate them.
+#   The share is that of the spurious feature in a two-feature Shapley decomposition of the
+#   true-class logit on 200 test inputs, where a feature is "absent" when it is taken from another
+#   test input (the digit's strokes recoloured with another image's colour, or another digit drawn
+#   in this image's colour), averaged over 8 partners: `lrbook.attribution.feature_shapley`.
+#
+# Every stored seed of each LR is drawn (first seed opaque, others faint); a seed trained with
+# attribution probes is preferred to an identical run without them. Where the notebook's `low_lr` /
+# `high_lr` are not given, a cell whose runs have probes at two or more LRs shows the lowest and
+# highest of those.
 
 # %%
-FIG13 = [c for c in [("colored_mnist", "resnet18"), ("parity", "fcn")] if c[0] in DATASETS]
+all_runs = store.to_frame(dedupe=False)
+FIG13 = [c for c in [("colored_mnist", "resnet18"), ("colored_mnist", "fcn"), ("parity", "fcn")] if c[0] in DATASETS]
 for d, m in FIG13:
     sub = cell_runs(d, m) if CELLS else runs
     if sub.empty:
         display(Markdown(f"**{cell_title(d, m)}: no stored runs**, so no Fig. 13 panel for it."))
         continue
-    lo, hi, note = pick_lrs(sub, low_lr, high_lr)
-    recs = {lr: [store.get(r) for r in sub[(sub.lr == lr) & (sub.status != "diverged")].sort_values("seed").run_id]
-            for lr in (lo, hi)}
+    cell_scale = sub.scale.iloc[0]
+    probed = traced_lrs(all_runs, d, m, cell_scale)
+    default_lo, default_hi = (probed[0], probed[-1]) if len(probed) >= 2 else (None, None)
+    lo, hi, note = pick_lrs(sub, default_lo if low_lr is None else low_lr, default_hi if high_lr is None else high_lr)
+    recs = {lr: seed_records(all_runs, store, d, m, cell_scale, lr) for lr in (lo, hi)}
     fig, axes = plt.subplots(1, 4, figsize=(18, 3.6))
     plot_dynamics(axes, recs[lo], recs[hi])
     fig.suptitle(f"Fig. 13, {cell_title(d, m)}: LR {lo:g} (blue, {plural(len(recs[lo]), 'seed')}) vs LR {hi:g} "
-                 f"(red, {plural(len(recs[hi]), 'seed')}), scale {sub.scale.iloc[0]}", y=1.02)
+                 f"(red, {plural(len(recs[hi]), 'seed')}), scale {cell_scale}", y=1.02)
     fig.tight_layout()
     plt.show()
+    n_probed = sum(bool(r.get("attribution_trace")) for r in (*recs[lo], *recs[hi]))
     display(Markdown(f"Fig. 13, {cell_title(d, m)}: LR {lo:g} ({plural(len(recs[lo]), 'seed')}) vs LR {hi:g} "
-                     f"({plural(len(recs[hi]), 'seed')}). Cell: " + coverage_note(sub, sub.scale.iloc[0])
-                     + (f" Note: {note}." if note else "")))
+                     f"({plural(len(recs[hi]), 'seed')}); {plural(n_probed, 'run')} with attribution probes. "
+                     "Cell: " + coverage_note(sub, cell_scale) + (f" Note: {note}." if note else "")))
 
 # %% [markdown]
 # ## 5. Stability of class- and bias-dominant neurons (Fig. 18, top)
@@ -204,14 +220,11 @@ for d, m in FIG13:
 #
 # Runs trained with `neuron_probes=True` log every penultimate unit's CSI and BSI (1000 test inputs)
 # at step 0, every power of two and the end. Here that is the **parity FCN** (200 units), not the
-# paper's ResNet18 / Colored MNIST, whose runs need a GPU. The bottom panel of Fig. 18 (per-neuron
-# update size against that neuron's spurious attribution) is not reproduced: per-neuron gradients
-# are not logged.
+# paper's ResNet18 / Colored MNIST, whose runs need a GPU. The bottom panel of Fig. 18 is section 6.
 
 # %%
 from lrbook.mechanism import neuron_persistence
 
-all_runs = store.to_frame(dedupe=False)
 with_probes = all_runs["neuron_probes"].fillna(False).astype(bool) if "neuron_probes" in all_runs else []
 probe_df = all_runs[with_probes] if len(with_probes) else all_runs.iloc[0:0]
 if probe_df.empty:
@@ -247,7 +260,46 @@ else:
         display(pd.DataFrame(rows).sort_values(["LR", "seed"]).round(3).reset_index(drop=True))
 
 # %% [markdown]
-# ## 6. Average BA loss / average BC loss at low vs high LR
+# ## 6. Large updates reset a unit's spurious use (Fig. 18, bottom)
+# The paper follows single units of an FCN on Colored MNIST at a high LR: a unit's use of the
+# spurious feature (from feature attribution) creeps up, then one large gradient update to that
+# unit knocks it back down, which the paper reads as BC samples "resetting" spurious subnetworks.
+#
+# Runs trained with `unit_trace_every=N` (FCN on Colored or Double MNIST) log, every N steps, for the
+# first 128 units of the last hidden layer: the unit's **spurious share** (the feature-Shapley
+# decomposition of section 4 applied to the unit's activation, 100 test inputs, 4 partners) and the
+# **size of the updates** to its incoming weights since the previous point (sum over steps of
+# lr·‖gradient of its weight row‖). The top panels show the four units with the largest single drop
+# in spurious share; the table tests the claim over all units: among intervals that begin with an
+# above-median spurious share, do the largest 5% of updates lower the share more often than the others?
+
+# %%
+from lrbook.mechanism import plot_unit_trace, reset_summary, reset_units, unit_trace_events
+
+traced = all_runs[all_runs["unit_trace_every"].fillna(0).astype(float) > 0] if "unit_trace_every" in all_runs else []
+if len(traced) == 0:
+    display(Markdown("**No runs with unit traces are stored**, so Fig. 18 (bottom) is not shown. Train one, e.g. "
+                     "`run_experiment(make_config('colored_mnist', 'fcn', lr=0.5, scale='cpu', unit_trace_every=20))`."))
+else:
+    rows = []
+    traced = traced.sort_values(["dataset", "lr", "seed"], ascending=[True, False, True])
+    for run_id, d, lr_value, seed, s in zip(traced.run_id, traced.dataset, traced.lr, traced.seed, traced.scale):
+        trace = store.get_artefact(run_id, "unit_trace")
+        events = unit_trace_events(trace)
+        rows.append({"cell": cell_title(d, "fcn"), "scale": s, "LR": lr_value, "seed": seed,
+                     **{k: v for k, v in reset_summary(events).items() if k != "big_update_threshold"}})
+        fig, axes = plt.subplots(2, 1, figsize=(11, 4.6), sharex=True)
+        plot_unit_trace(axes, trace, reset_units(events))
+        fig.suptitle(f"Fig. 18 (bottom), {cell_title(d, 'fcn')}, LR {lr_value:g}, seed {seed}, scale {s}: "
+                     f"the 4 units with the largest drop in spurious share (trace every "
+                     f"{int(trace['step'][1] - trace['step'][0])} steps)", fontsize=10)
+        fig.tight_layout()
+        plt.show()
+    display(pd.DataFrame(rows).round(4))
+    display(Markdown(reset_sentences(rows)))
+
+# %% [markdown]
+# ## 7. Average BA loss / average BC loss at low vs high LR
 # The supplement tests the claim (Puli et al.) that large LRs help by bringing the average losses of
 # BA and BC samples closer (a more uniform margin), and reports the opposite on Colored MNIST and
 # Double MNIST: there, *low* LRs give a BA/BC loss ratio closer to 1. Here, per run, the ratio is the

@@ -367,3 +367,28 @@ def test_missing_mnist_without_download_names_lrbook_data(tmp_path, name):
         DATASETS[name](n_train=10, n_test=10, root=str(tmp_path), download=False)
     msg = str(exc.value)
     assert "LRBOOK_DATA" in msg and str(tmp_path) in msg and "MNIST/raw" in msg
+
+
+@pytest.mark.mnist
+def test_recolor_swaps_shape_and_colour_exactly(colored, mnist):
+    """Colored MNIST's compose_fn: strokes of the first image in the colour of the second."""
+    from lrbook.data import recolor, stroke_color
+
+    x = colored.x_test[:50]
+    other = x.flip(0)
+    assert torch.allclose(recolor(x, x), x, atol=1e-6), "shape and colour of the same image: unchanged"
+    mixed = colored.compose_fn(x, other)
+    assert torch.allclose(stroke_color(mixed), stroke_color(other), atol=1e-6)
+    for i in range(5):
+        idx, _, _ = _decompose_colored(x[i].numpy().astype(np.float64), mnist["test"])
+        raw = torch.from_numpy(mnist["test"]["x"][idx]).double() / 255
+        want = raw[None] * stroke_color(other[i:i + 1])[0].double()[:, None, None]
+        assert torch.allclose(mixed[i].double(), want, atol=1e-5)
+
+
+@pytest.mark.mnist
+def test_double_mnist_compose_swaps_the_right_half(double):
+    x = double.x_test[:8]
+    other = x.flip(0)
+    mixed = double.compose_fn(x, other)
+    assert torch.equal(mixed[..., :28], x[..., :28]) and torch.equal(mixed[..., 28:], other[..., 28:])

@@ -265,3 +265,37 @@ def test_mechanism_notebook_draws_fig18_from_neuron_probe_runs(tmp_path):
     shown = _outputs(out)
     assert "No runs with neuron probes are stored" not in shown
     assert "class persistence, mean over 1st half" in shown  # the Fig. 18 table was drawn
+
+
+def _toy_unit_trace():
+    """Two units, four trace points. Unit 0's share rises, then a big update resets it; unit 1 is
+    silent (NaN) at the second point."""
+    return {"step": np.array([0, 10, 20, 30]),
+            "spurious_share": np.array([[0.2, 0.5], [0.6, np.nan], [0.3, 0.5], [0.35, 0.55]]),
+            "update_sum": np.array([[0, 0], [1.0, 1.0], [9.0, 1.0], [1.0, 2.0]]),
+            "update_max": np.array([[0, 0], [0.2, 0.2], [5.0, 0.2], [0.2, 0.5]])}
+
+
+def test_unit_trace_events_hand_computed():
+    from lrbook.mechanism import reset_units, unit_trace_events
+
+    ev = unit_trace_events(_toy_unit_trace())
+    # unit 1 loses its intervals touching the NaN point: (0->10) and (10->20)
+    assert list(zip(ev.unit, ev.step)) == [(0, 10), (0, 20), (0, 30), (1, 30)]
+    assert np.allclose(ev.delta, [0.4, -0.3, 0.05, 0.05])
+    assert list(ev.update_sum) == [1.0, 9.0, 1.0, 2.0] and list(ev.update_max) == [0.2, 5.0, 0.2, 0.5]
+    assert reset_units(ev, n=1) == [0]
+
+
+def test_reset_summary_hand_computed():
+    from lrbook.mechanism import reset_summary, unit_trace_events
+
+    ev = unit_trace_events(_toy_unit_trace())
+    s = reset_summary(ev, big_quantile=0.75)
+    # share_before = [0.2, 0.6, 0.3, 0.5], median 0.4: high-share intervals are (0,20) and (1,30)
+    assert s["intervals"] == 4 and s["high_share_intervals"] == 2
+    # 75th percentile of update_sum [1, 9, 1, 2] is 3.75: the only big update is unit 0's 9.0
+    assert s["big_updates"] == 1 and np.isclose(s["big_update_threshold"], 3.75)
+    assert np.isclose(s["mean_delta_after_big"], -0.3) and np.isclose(s["mean_delta_after_rest"], 0.05)
+    assert s["drop_rate_after_big"] == 1.0 and s["drop_rate_after_rest"] == 0.0
+    assert np.isnan(s["spearman_update_vs_delta"]), "two intervals are too few for a correlation"

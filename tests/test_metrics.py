@@ -314,3 +314,41 @@ def test_attribution_shares_on_parity_with_linear_model():
     model = _linear(torch.stack([row, -row]))
     shares = attribution_shares(model, data, n=30, n_steps=4)
     assert shares == pytest.approx({"core": 4 / 12, "spurious": 6 / 12, "noise": 2 / 12}, abs=1e-5)
+
+
+def _pairs(n=40, seed=0):
+    """Inputs with a core feature (column 0) and a spurious one (column 1); compose swaps column 1."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 2, generator=g), (lambda core, spur: torch.stack([core[:, 0], spur[:, 1]], 1))
+
+
+def test_feature_shapley_of_an_additive_model_is_exact():
+    """f = 2 x_core + 3 x_spur: phi_spur = 3 (x_spur - mean of its partners' x_spur), phi_core alike."""
+    from lrbook.attribution import feature_shapley
+
+    x, compose = _pairs()
+    fn = lambda z: (2 * z[:, :1] + 3 * z[:, 1:])
+    phi_core, phi_spur = feature_shapley(fn, x, compose, n_partners=3, generator=torch.Generator().manual_seed(5))
+    g = torch.Generator().manual_seed(5)
+    partner_mean = sum(x[torch.randperm(len(x), generator=g)] for _ in range(3)) / 3
+    assert torch.allclose(phi_spur[:, 0], 3 * (x[:, 1] - partner_mean[:, 1]), atol=1e-5)
+    assert torch.allclose(phi_core[:, 0], 2 * (x[:, 0] - partner_mean[:, 0]), atol=1e-5)
+
+
+def test_feature_shapley_dummy_and_efficiency():
+    """A model that ignores a feature gives it exactly zero; the two values sum to f(x) - E f(partner)."""
+    from lrbook.attribution import feature_shapley, spurious_share
+
+    x, compose = _pairs()
+    only_spur = lambda z: torch.tanh(z[:, 1:]) * 5
+    phi_core, phi_spur = feature_shapley(only_spur, x, compose, n_partners=4)
+    assert phi_core.abs().max() == 0
+    assert spurious_share(phi_core, phi_spur).item() == 1.0
+    interacting = lambda z: torch.stack([z[:, 0] * z[:, 1], torch.relu(z[:, 0] + z[:, 1]), 0 * z[:, 0]], 1)
+    g = torch.Generator().manual_seed(1)
+    phi_core, phi_spur = feature_shapley(interacting, x, compose, n_partners=2, generator=g)
+    g = torch.Generator().manual_seed(1)
+    baseline = sum(interacting(x)[torch.randperm(len(x), generator=g)] for _ in range(2)) / 2
+    assert torch.allclose(phi_core + phi_spur, interacting(x) - baseline, atol=1e-5)
+    share = spurious_share(phi_core, phi_spur)
+    assert 0 < share[0] < 1 and 0 < share[1] < 1 and torch.isnan(share[2]), "constant output: share undefined"

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -186,3 +188,102 @@ def test_resolve_device():
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="no GPU"):
             resolve_device("cuda")
+
+
+def _colored_smoke(mnist_root, **over):
+    from lrbook.data import dataset_for
+
+    cfg = make_config("colored_mnist", "fcn", lr=0.2, scale="smoke", **over)
+    return cfg, dataset_for(cfg, root=str(mnist_root))
+
+
+@pytest.mark.mnist
+def test_unit_trace_update_sizes_are_the_weight_changes(mnist_root):
+    """One SGD step per trace interval: the logged update size of each unit is the norm of the change
+    of its incoming weight row, and the spurious shares are shares."""
+    from lrbook.models import build_model
+
+    cfg, data = _colored_smoke(mnist_root, unit_trace_every=1, max_epochs=1,
+                               dataset_params=dict(n_train=100, n_test=200))
+    torch.manual_seed(0)
+    model = build_model("fcn", data.input_shape, 10, **cfg.model_params)
+    before = model.features[-2].weight.detach().clone()
+    trace = train(model, data, cfg).unit_trace
+    assert list(trace["step"]) == [0, 1]
+    change = (model.features[-2].weight.detach() - before).norm(dim=1)[:trace["update_sum"].shape[1]]
+    assert torch.allclose(torch.from_numpy(trace["update_sum"][1]), change, rtol=1e-4)
+    assert (trace["update_sum"][0] == 0).all() and (trace["update_max"][1] == trace["update_sum"][1]).all()
+    share = trace["spurious_share"]
+    assert ((share[np.isfinite(share)] >= 0) & (share[np.isfinite(share)] <= 1)).all()
+
+
+@pytest.mark.mnist
+def test_probes_do_not_change_training(mnist_root, tmp_store):
+    """Attribution probes and unit traces are logging fields: the same run trains bit-identically, and
+    the traced record carries its arrays as an artefact and colour shares in its attribution trace."""
+    plain, _ = _colored_smoke(mnist_root, max_epochs=3, attribution_n=0)
+    traced, _ = _colored_smoke(mnist_root, max_epochs=3, attribution_n=20, unit_trace_every=4)
+    records = [run_experiment(c, store=tmp_store, data_root=str(mnist_root)) for c in (plain, traced)]
+    assert records[0]["curves"]["per_epoch"] == records[1]["curves"]["per_epoch"]
+    assert records[0]["metrics"]["test_acc"] == records[1]["metrics"]["test_acc"]
+    assert records[1]["artefacts"] == ["unit_trace"]
+    arrays = tmp_store.get_artefact(traced.run_id, "unit_trace")
+    assert arrays["spurious_share"].shape == (len(arrays["step"]), 64)
+    trace = records[1]["attribution_trace"]
+    assert [p["step"] for p in trace][:4] == [0, 1, 2, 4]
+    assert all(abs(p["spurious"] + p["core"] - 1) < 1e-6 for p in trace)
+
+
+def test_unit_trace_is_only_for_the_fcn_on_mnist_sets():
+    from lrbook.config import ConfigError
+
+    with pytest.raises(ConfigError, match="FCN on colored_mnist"):
+        make_config("colored_mnist", "cnn", unit_trace_every=10)
+    with pytest.raises(ConfigError, match="FCN on colored_mnist"):
+        make_config("parity", "fcn", unit_trace_every=10)
+    with pytest.raises(ConfigError, match=">= 0"):
+        make_config("colored_mnist", "fcn", unit_trace_every=-1)
+
+
+def _images(n=200, shape=(3, 16, 16), seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, *shape, generator=g)
+    y = torch.randint(0, 10, (n,), generator=g)
+    return SpuriousDataset("toy_images", x, y, y.clone(), x[:100], y[:100], y[:100].clone(), num_classes=10)
+
+
+def _weights_after(cfg, data, model_name, dtype=torch.float32):
+    from lrbook.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model(model_name, data.input_shape, data.num_classes, **cfg.model_params).to(dtype)
+    _weights_after.initial = torch.cat([p.detach().flatten().clone() for p in model.parameters()])
+    out = train(model, data, cfg)
+    return out, torch.cat([p.detach().flatten() for p in model.parameters()])
+
+
+def test_channels_last_trains_the_same_model():
+    """channels_last changes memory layout only: two SGD steps of a ResNet18 agree. In fp64: in fp32 the
+    two layouts' conv kernels round differently (gradients differ by ~5e-6 relative), and a ResNet's
+    training amplifies that within steps, as for any two conv implementations."""
+    data = _images(n=200)
+    data.x_train = data.x_train.double()
+    cfg = make_config("colored_mnist", "resnet18", lr=0.05, scale="smoke", max_epochs=1)
+    plain, w_plain = _weights_after(cfg, data, "resnet18", torch.float64)
+    fast, w_fast = _weights_after(dataclasses.replace(cfg, channels_last=True), data, "resnet18", torch.float64)
+    update = w_plain - _weights_after.initial
+    assert plain.steps == fast.steps == 2
+    assert (w_plain - w_fast).norm() / update.norm() < 1e-6
+    assert abs(plain.curves["loss"][0] - fast.curves["loss"][0]) < 1e-5
+    assert dataclasses.replace(cfg, channels_last=True).run_id != cfg.run_id  # recorded in the config
+
+
+@pytest.mark.slow
+def test_compiled_forward_trains_the_same_model():
+    data = toy_data()
+    cfg = toy_cfg(max_epochs=3)
+    plain, w_plain = _weights_after(cfg, data, "fcn")
+    compiled, w_compiled = _weights_after(dataclasses.replace(cfg, compile=True), data, "fcn")
+    assert plain.epochs == compiled.epochs == 3
+    assert (w_plain - w_compiled).abs().max() < 1e-5
+    assert np.allclose(plain.curves["loss"], compiled.curves["loss"], atol=1e-6)
