@@ -37,7 +37,7 @@ from pathlib import Path
 
 from .config import RunConfig, validate
 from .store import ResultStore
-from .sweep import SweepReport, missing
+from .sweep import SweepReport, already_stored, missing
 
 INSTALL_HINT = ('run_sweep_ray needs Ray, an optional extra of lrbook: pip install -e ".[ray]" '
                 '(or pip install "ray[default]>=2.9"); the local lrbook.sweep.run_sweep needs no Ray')
@@ -163,7 +163,7 @@ def run_sweep_ray(configs, store: ResultStore | None = None, address: str | None
     worker_device = _check_device(device, gpus_per_run)
     if cpus_per_run <= 0 or gpus_per_run < 0:
         raise ValueError("cpus_per_run must be > 0 and gpus_per_run >= 0")
-    report = SweepReport(already_stored=[c.run_id for c in configs if store.has(c.run_id)])
+    report = SweepReport(already_stored=already_stored(configs, store))
     todo = missing(configs, store)
     if not todo:
         return report
@@ -206,7 +206,9 @@ def _collect(ray, refs: dict, report: SweepReport, store: ResultStore, bar) -> N
                 except Exception as e:  # RayTaskError (the run raised), WorkerCrashedError (retries spent)
                     report.failed[run_id] = str(e) or traceback.format_exc()
                 else:
-                    if outcome != "claimed":
+                    if outcome == "stored":
+                        report.already_stored.append(run_id)
+                    elif outcome != "claimed":
                         report.trained.append(run_id)
                     elif store.has(run_id):  # finished by another process since the driver looked
                         report.already_stored.append(run_id)

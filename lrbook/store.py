@@ -130,6 +130,10 @@ class ResultStore:
             raise
         return target
 
+    def stored_configs(self) -> dict[str, dict]:
+        """run_id -> config of every stored record."""
+        return {r["run_id"]: r["config"] for r in self.records()}
+
     def records(self) -> Iterable[dict]:
         if not self.runs.is_dir():
             return []
@@ -200,6 +204,22 @@ def _claim_is_stale(lock: Path) -> bool:
     except PermissionError:
         return False
     return False
+
+
+def stands_for(stored: dict, wanted: dict) -> bool:
+    """Whether a stored run's config stands for a wanted one: equal outside `config.LOGGING_FIELDS`
+    (so both trained identically), and for each logging field the wanted one sets, the same value
+    (the stored run logged what the wanted one asks for)."""
+    from .config import LOGGING_FIELDS
+
+    for key in set(stored) | set(wanted):
+        have, want = stored.get(key), wanted.get(key)
+        if key in LOGGING_FIELDS:
+            if want and have != want:
+                return False
+        elif have != want:
+            return False
+    return True
 
 
 def _config_columns() -> set[str]:

@@ -13,7 +13,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 
 from .config import RunConfig, validate
-from .store import ResultStore
+from .store import ResultStore, stands_for
 
 
 @dataclass
@@ -29,13 +29,25 @@ class SweepReport:
 
 
 def missing(configs, store: ResultStore) -> list[RunConfig]:
-    """The configs (deduplicated, in order) whose records the store lacks."""
-    seen, out = set(), []
+    """The configs (deduplicated, in order) that no stored record stands for: neither their own nor
+    one of the same training run that logged at least what they ask for (`store.stands_for`), e.g. a
+    run stored with a unit trace stands for the same run asked for without one."""
+    seen, out, stored = set(), [], None
     for c in configs:
-        if c.run_id not in seen and not store.has(c.run_id):
+        if c.run_id in seen or store.has(c.run_id):
+            continue
+        if stored is None:
+            stored = list(store.stored_configs().values())
+        if not any(stands_for(s, c.to_dict()) for s in stored):
             seen.add(c.run_id)
             out.append(c)
     return out
+
+
+def already_stored(configs, store: ResultStore) -> list[str]:
+    """The run ids of `configs` that a stored record stands for (see `missing`)."""
+    todo = {c.run_id for c in missing(configs, store)}
+    return [c.run_id for c in configs if c.run_id not in todo]
 
 
 def _run_one(cfg_dict: dict, store_root: str, device: str, data_root, threads: int | None, progress: bool):
@@ -47,6 +59,8 @@ def _run_one(cfg_dict: dict, store_root: str, device: str, data_root, threads: i
         torch.set_num_threads(threads)
     cfg = RunConfig.from_dict(cfg_dict)
     store = ResultStore(store_root)
+    if not missing([cfg], store):  # stored since the sweep looked (e.g. by another process)
+        return cfg.run_id, "stored"
     if not store.claim(cfg.run_id):
         return cfg.run_id, "claimed"
     try:
@@ -65,7 +79,7 @@ def run_sweep(configs, store: ResultStore | None = None, workers: int = 1, devic
     store = ResultStore() if store is None else store
     store.check_writable()
     configs = [validate(c) for c in configs]
-    report = SweepReport(already_stored=[c.run_id for c in configs if store.has(c.run_id)])
+    report = SweepReport(already_stored=already_stored(configs, store))
     todo = missing(configs, store)
     if not todo:
         return report
@@ -76,6 +90,8 @@ def run_sweep(configs, store: ResultStore | None = None, workers: int = 1, devic
     def note(run_id, outcome):
         if outcome == "claimed":
             report.claimed_elsewhere.append(run_id)
+        elif outcome == "stored":
+            report.already_stored.append(run_id)
         else:
             report.trained.append(run_id)
         bar.update()

@@ -291,10 +291,30 @@ def test_runs_differing_only_in_logging_fields_count_once(tmp_store):
     plain = make_config("parity", lr=0.1, seed=0, scale="smoke")
     probed = make_config("parity", lr=0.1, seed=0, scale="smoke", neuron_probes=True)
     other_seed = make_config("parity", lr=0.1, seed=1, scale="smoke")
-    for cfg in (plain, probed, other_seed):
+    fewer_probes = make_config("parity", lr=0.1, seed=0, scale="smoke", attribution_n=4)
+    for cfg in (plain, probed, other_seed, fewer_probes):
         tmp_store.put({"run_id": cfg.run_id, "config": cfg.to_dict(), "status": "converged",
                        "metrics": {"test_acc": 0.5}})
-    assert len({plain.run_id, probed.run_id, other_seed.run_id}) == 3
+    assert len({plain.run_id, probed.run_id, other_seed.run_id, fewer_probes.run_id}) == 4
     df = tmp_store.to_frame()
-    assert sorted(df.run_id) == sorted([plain.run_id, other_seed.run_id])  # the probe-free record is kept
-    assert len(tmp_store.to_frame(dedupe=False)) == 3
+    assert len(df) == 2 and other_seed.run_id in set(df.run_id)
+    assert probed.run_id not in set(df.run_id)  # a record with fewer probe fields set is kept
+    assert len(tmp_store.to_frame(dedupe=False)) == 4
+
+
+def test_a_run_stored_with_more_logging_stands_for_the_plain_one(tmp_store):
+    """A sweep never retrains a run that is stored with extra logging (same training run), but does
+    train a run whose requested logging the stored record lacks."""
+    from lrbook import make_config
+    from lrbook.sweep import already_stored, missing
+
+    plain = make_config("parity", lr=0.1, seed=0, scale="smoke")
+    probed = make_config("parity", lr=0.1, seed=0, scale="smoke", neuron_probes=True)
+    other_lr = make_config("parity", lr=0.2, seed=0, scale="smoke")
+    tmp_store.put({"run_id": probed.run_id, "config": probed.to_dict(), "status": "converged", "metrics": {}})
+    assert [c.run_id for c in missing([plain, probed, other_lr], tmp_store)] == [other_lr.run_id]
+    assert already_stored([plain, probed, other_lr], tmp_store) == [plain.run_id, probed.run_id]
+
+    tmp_store.path(probed.run_id).unlink()
+    tmp_store.put({"run_id": plain.run_id, "config": plain.to_dict(), "status": "converged", "metrics": {}})
+    assert [c.run_id for c in missing([probed], tmp_store)] == [probed.run_id]  # the probes are wanted
