@@ -134,6 +134,33 @@ def plot_pruning_curves(records, method="structured", ax=None, title=None):
     return ax
 
 
+def plot_attribution_maps(maps_by_lr: dict, n: int = 6, title: str | None = None):
+    """Fig. 8: Integrated-Gradients maps (|attribution| summed over channels, each scaled to its own
+    maximum) of the same first test inputs (columns) for each LR (rows). `maps_by_lr` maps an LR to
+    a run's `attribution_maps` artefact (arrays maps, y, b)."""
+    import matplotlib.pyplot as plt
+
+    lrs = sorted(maps_by_lr)
+    n = min([n] + [len(maps_by_lr[lr]["maps"]) for lr in lrs])
+    h, w = maps_by_lr[lrs[0]]["maps"].shape[1:]
+    fig, axes = plt.subplots(len(lrs), n, figsize=(1.5 * n * w / h + 0.6, 1.6 * len(lrs) + 0.5), squeeze=False)
+    for i, lr in enumerate(lrs):
+        arrays = maps_by_lr[lr]
+        for j in range(n):
+            m = arrays["maps"][j].astype(np.float32)
+            ax = axes[i, j]
+            ax.imshow(m / max(float(m.max()), 1e-30), cmap="inferno", vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title(f"y={int(arrays['y'][j])}, b={int(arrays['b'][j])}", fontsize=8)
+        axes[i, 0].set_ylabel(f"LR {lr:g}", fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
 def lr_explorer(store, df, metrics=LR_EFFECT_METRICS):
     """An ipywidgets slider over the stored LRs of one cell: per-seed metrics and the attribution
     trace of the chosen LR. Needs a live kernel; the book shows the static figures instead."""

@@ -35,6 +35,13 @@
 #
 # Training: SGD, constant LR, batch 100, until 100% training accuracy (the paper's protocol).
 # Exact definitions are on the [Definitions](../definitions.md) page.
+#
+# **Scales.** `paper` runs use the paper's sets: 60,000 training images for the MNIST-based sets
+# and 50,000 for the CIFAR-based ones. `cpu` runs subsample them: 10,000 training images (so 100 BC
+# samples at r = 1%) and 10,000 test images, with the same models and the same stopping rule, at
+# most 300 epochs. Every figure and table below names the scale it shows and its number of runs,
+# LRs and seeds. With a sixth of the training data the `cpu` cells reach much lower unbiased
+# accuracies than the paper, so compare the direction of each trend with the paper, not its level.
 
 # %% tags=["parameters"]
 dataset = "all"  # colored_mnist, double_mnist, mnist_cifar, corrupted_cifar10, or "all"
@@ -156,6 +163,41 @@ for d, m in with_runs:
     plot_pruning_curves(recs, "magnitude", ax=axes[1], title="magnitude")
     fig.tight_layout()
     plt.show()
+
+# %% [markdown]
+# ## Where the networks look (Fig. 8)
+# For the datasets whose core and spurious features sit in different places, the mean share of
+# Integrated-Gradients attribution (zero baseline, true-class logit, 200 test inputs) on the
+# spurious region (Double MNIST: the right half; MNIST-CIFAR: the MNIST block on top) per LR, and
+# the maps of the same first test inputs at the lowest and highest LR (first seed). The paper's
+# Fig. 8 shows MNIST-CIFAR: larger LRs move attribution from the MNIST digit to the CIFAR image.
+
+# %%
+import pandas as pd
+
+from lrbook.plots import plot_attribution_maps
+from lrbook.report import low_high_records
+
+map_cells = [(d, m) for d, m in with_runs if d in ("double_mnist", "mnist_cifar")]
+for d, m in map_cells:
+    sub = runs[(runs.dataset == d) & (runs.model == m) & (runs.status != "diverged")]
+    if "attr_spurious" not in sub or sub.attr_spurious.isna().all():
+        display(Markdown(f"{DATASET_NAMES[d]} / {MODEL_NAMES[m]}: no attribution shares stored."))
+        continue
+    display(Markdown(f"**{DATASET_NAMES[d]} / {MODEL_NAMES[m]}** ({sub.scale.iloc[0]}, {len(sub)} runs): "
+                     "share of attribution on the spurious region, mean ± sd over seeds"))
+    share = sub.groupby("lr").attr_spurious.agg(["mean", "std", "count"]).round(3)
+    display(share.rename(columns={"mean": "spurious share", "std": "sd", "count": "runs"}).T)
+    lo, hi = low_high_records(store, sub)
+    arrays = {r["config"]["lr"]: store.get_artefact(r["run_id"], "attribution_maps")
+              for r in (lo, hi) if "attribution_maps" in r.get("artefacts", [])}
+    if arrays:
+        plot_attribution_maps(arrays, title=f"{DATASET_NAMES[d]} / {MODEL_NAMES[m]}: IG maps, seed {lo['config']['seed']}")
+        plt.show()
+if not any(d == "mnist_cifar" for d, _ in map_cells) and "mnist_cifar" in DATASETS:
+    display(Markdown("**MNIST-CIFAR has no stored runs** (CIFAR-10 is not available on the machine that builds "
+                     "this book), so the paper's Fig. 8 panel itself is not shown; its runs store the same maps "
+                     "(see the end of the page for how to train them)."))
 
 # %% [markdown]
 # ## Per cell: raw values and Table S1

@@ -71,3 +71,33 @@ def test_synthetic_notebook_without_runs_shows_paper_reference(tmp_path):
     text = out.read_text()
     assert "No stored runs for Parity / FCN" in text and "No stored runs for Moon-Star / FCN" in text
     assert "55.31" in text  # Table S1's parity accuracy minimum, shown as the paper's reference
+
+
+@pytest.mark.slow
+@pytest.mark.mnist
+def test_semisynthetic_notebook_trains_a_cell_then_renders_its_figures(tmp_path, mnist_root):
+    import papermill as pm
+
+    from lrbook import ResultStore
+
+    store_dir = tmp_path / "store"
+    out = tmp_path / "out.ipynb"
+    nb = str(ROOT / "notebooks" / "02_semisynthetic.ipynb")
+    pm.execute_notebook(nb, str(out), cwd=str(ROOT / "notebooks"), progress_bar=False, kernel_name="python3",
+                        parameters=dict(dataset="double_mnist", model="fcn", lrs=[0.05, 0.5], seeds=[0],
+                                        scale="smoke", device="cpu", store_dir=str(store_dir),
+                                        data_root=str(mnist_root)))
+    df = ResultStore(store_dir).to_frame()
+    assert sorted(df.lr) == [0.05, 0.5] and set(df.dataset) == {"double_mnist"}
+    text = out.read_text()
+    assert "2 trained" in text and "Scale `smoke`: 2 runs" in text
+    assert "share of attribution on the spurious region" in text
+    assert text.count("image/png") == 4  # Fig. 4, 5, 21/22 and the attribution maps
+    assert "with 12 Axes" in text  # the maps: 2 LRs x 6 test inputs
+
+    # Rendering every cell from the same store: the CIFAR cells say why they are empty.
+    pm.execute_notebook(nb, str(out), cwd=str(ROOT / "notebooks"), progress_bar=False, kernel_name="python3",
+                        parameters=dict(store_dir=str(store_dir), scale="smoke"))
+    text = out.read_text()
+    assert "CIFAR-10 not available on the build machine" in text and "MNIST-CIFAR has no stored runs" in text
+    assert "35.2 to 35.4" in text  # Table S1: MNIST-CIFAR / FCN accuracy range, as the paper's reference
