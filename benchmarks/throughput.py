@@ -7,6 +7,8 @@ Rows, per model (Colored-MNIST-shaped random input 3x28x28, 10 classes, batch 10
 * resident        `lrbook.train.train` itself: data on the device, index gathers, per-step values
                   in device buffers (no per-step host sync), one model;
 * packed K        `lrbook.packed.PackedTrainer`: K models stacked and vmapped, one step trains all.
+* processes K     K worker processes, each training its own model on the resident path with
+                  (threads // K) torch threads, timed together (what `lrbook sweep --workers K` does).
 
 Throughput is model-images/s: K x batch x timed steps / seconds, in steady state (a warm-up run
 first, then a timed run; CUDA is synchronised before and after the timed region). Every number
@@ -160,6 +162,58 @@ def row_packed(model_name, k, data, device, args, precision="fp32") -> dict:
                 images_per_s=k * BATCH * r["steps"] / r["seconds"])
 
 
+def _process_worker(model_name, args, steps, repeats, device_name, threads, barrier, results, rank):
+    """One of the K processes of a `processes K` row: warm up, then time `repeats` runs, each
+    started together with the other processes (a barrier), and report the times."""
+    torch.set_num_threads(threads)
+    device = torch.device(device_name)
+    cfg = config(model_name, seed=rank)
+    g = torch.Generator().manual_seed(rank)
+    n = max(args.warmup, steps) * BATCH
+    x = torch.rand(n, *SHAPE, generator=g)
+    y = torch.randint(0, CLASSES, (n,), generator=g)
+    data = SpuriousDataset("bench", x, y, y.clone(), x[:BATCH], y[:BATCH], y[:BATCH], num_classes=CLASSES).to(device)
+
+    def run(n_steps):
+        torch.manual_seed(rank)
+        model = build_model(model_name, SHAPE, CLASSES, **cfg.model_params).to(device)
+        sync(device)
+        t = time.perf_counter()
+        train(model, subset(data, n_steps * BATCH), cfg, device=device)
+        sync(device)
+        return time.perf_counter() - t
+
+    run(args.warmup)
+    times = []
+    for _ in range(repeats):
+        barrier.wait()
+        times.append(run(steps))
+    results.put((rank, times, peak_mib(device)))
+
+
+def row_processes(model_name, k, device, args, steps, repeats) -> dict:
+    """K spawned processes train K models at once, (cpu threads // K) torch threads each, `steps`
+    steps per timed run (those of the model's resident row). A repeat's time is that of its slowest
+    process; the fastest repeat counts, as for the other rows."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    barrier, results = ctx.Barrier(k), ctx.Queue()
+    threads = max(1, torch.get_num_threads() // k)
+    procs = [ctx.Process(target=_process_worker, args=(model_name, args, steps, repeats, str(device), threads, barrier, results, r))
+             for r in range(k)]
+    for proc in procs:
+        proc.start()
+    got = [results.get() for _ in procs]
+    for proc in procs:
+        proc.join()
+    per_repeat = [max(times[i] for _, times, _ in got) for i in range(repeats)]
+    seconds = min(per_repeat)
+    return dict(model=model_name, setup=f"procs {k}", precision="fp32", K=k, steps=steps, repeats=repeats,
+                seconds=seconds, all_seconds=per_repeat, peak_mib=sum(m for _, _, m in got),
+                threads_per_process=threads, images_per_s=k * BATCH * steps / seconds)
+
+
 def fig4_estimate(rows, args) -> dict:
     """Device-hours for the Fig. 4 grid at the measured throughputs (training steps only)."""
     runs_per_model = FIG4_DATASETS * args.lrs_per_cell * FIG4_SEEDS
@@ -208,6 +262,8 @@ def main(argv=None) -> int:
     p.add_argument("--models", nargs="+", choices=FIG4_MODELS, help="default fcn cnn resnet18 "
                    "(--small on a CPU: fcn cnn)")
     p.add_argument("--packs", nargs="+", type=int, help="pack sizes K (default 1 4 16; --small: 1 4)")
+    p.add_argument("--procs", nargs="+", type=int, help="process counts K for 'procs K' rows (default on a CPU: "
+                   "the number of torch threads, e.g. 2; on CUDA: none)")
     p.add_argument("--steps", type=int, help="timed steps per row (default 100; --small: 20)")
     p.add_argument("--warmup", type=int, help="warm-up steps per row (default 10; --small: 1)")
     p.add_argument("--repeats", type=int, default=3, help="timed runs per row; the fastest counts (default 3)")
@@ -229,6 +285,8 @@ def main(argv=None) -> int:
     if args.models is None:
         args.models = ["fcn", "cnn"] if args.small and device.type == "cpu" else ["fcn", "cnn", "resnet18"]
     args.packs = args.packs or ([1, 4] if args.small else [1, 4, 16])
+    if args.procs is None:
+        args.procs = [torch.get_num_threads()] if device.type == "cpu" and torch.get_num_threads() > 1 else []
     args.steps = args.steps or (20 if args.small else 100)
     args.warmup = args.warmup or (1 if args.small else 10)
     if args.max_seconds is None and args.small:
@@ -266,6 +324,9 @@ def main(argv=None) -> int:
                 except torch.cuda.OutOfMemoryError:
                     print(f"{m:<16} packed {k} {prec}: out of memory, skipped", flush=True)
                     torch.cuda.empty_cache()
+        resident = next(r for r in rows if r["model"] == m and r["setup"] == "resident")
+        for k in args.procs:
+            print_row(row_processes(m, k, device, args, resident["steps"], resident["repeats"]), rows)
     if device.type == "cpu":
         print("(CPU peak MiB: the process's peak resident set so far, ru_maxrss)")
     else:
