@@ -159,6 +159,9 @@ def validate(cfg: RunConfig) -> RunConfig:
     if cfg.unit_trace_every and (cfg.model != "fcn" or cfg.dataset not in ("colored_mnist", "double_mnist")):
         raise ConfigError("unit traces (Fig. 18 bottom) are implemented for the FCN on colored_mnist and "
                           f"double_mnist; got {cfg.dataset}/{cfg.model}")
+    if cfg.unit_trace_every and (cfg.momentum or cfg.weight_decay):
+        raise ConfigError("unit traces log plain-SGD update sizes (lr * gradient); set momentum=0 and "
+                          "weight_decay=0 or turn unit_trace_every off")
     if cfg.precision not in ("fp32", "bf16"):
         raise ConfigError(f"precision must be 'fp32' or 'bf16', got {cfg.precision!r}")
     return cfg

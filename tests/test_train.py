@@ -243,6 +243,8 @@ def test_unit_trace_is_only_for_the_fcn_on_mnist_sets():
         make_config("parity", "fcn", unit_trace_every=10)
     with pytest.raises(ConfigError, match=">= 0"):
         make_config("colored_mnist", "fcn", unit_trace_every=-1)
+    with pytest.raises(ConfigError, match="momentum=0"):
+        make_config("colored_mnist", "fcn", unit_trace_every=10, momentum=0.9)
 
 
 def _images(n=200, shape=(3, 16, 16), seed=0):
