@@ -620,8 +620,9 @@ def plot_unit_trace(axes, trace: dict, units: list[int]):
     steps = np.asarray(trace["step"])
     share = np.asarray(trace["spurious_share"], float)
     update = np.asarray(trace["update_sum"], float)
-    colors = plt_colors(len(units))
-    for c, u in zip(colors, units):
+    import matplotlib.pyplot as plt
+
+    for c, u in zip(plt.get_cmap("tab10")(np.arange(len(units)) % 10), units):
         axes[0].plot(steps, share[:, u], "-", color=c, lw=1.2, label=f"unit {u}")
         axes[1].plot(steps[1:], update[1:, u], "-", color=c, lw=1.0)
     axes[0].set_ylabel("spurious share of\nthe unit's activation")
@@ -632,11 +633,6 @@ def plot_unit_trace(axes, trace: dict, units: list[int]):
     axes[1].set_xlabel("training step")
     return axes
 
-
-def plt_colors(n: int):
-    import matplotlib.pyplot as plt
-
-    return plt.get_cmap("tab10")(np.arange(n) % 10)
 
 
 def reset_sentences(rows: list[dict]) -> str:

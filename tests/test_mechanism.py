@@ -299,3 +299,25 @@ def test_reset_summary_hand_computed():
     assert np.isclose(s["mean_delta_after_big"], -0.3) and np.isclose(s["mean_delta_after_rest"], 0.05)
     assert s["drop_rate_after_big"] == 1.0 and s["drop_rate_after_rest"] == 0.0
     assert np.isnan(s["spearman_update_vs_delta"]), "two intervals are too few for a correlation"
+
+
+def test_mechanism_notebook_draws_fig18_bottom_from_a_unit_trace(tmp_path):
+    """A stored run with a unit trace artefact: the page draws the units and the generated verdict."""
+    import papermill as pm
+
+    from lrbook import ResultStore
+
+    store = ResultStore(tmp_path / "store")
+    cfg = make_config("colored_mnist", "fcn", lr=0.5, seed=0, scale="smoke", unit_trace_every=10)
+    rec = _record(0.5, 0, [0.2, 0.1], [1.0, 0.5], "colored_mnist", "fcn", spe=6)
+    trace = _toy_unit_trace()
+    trace = {k: np.concatenate([v, v[1:]]) if k != "step" else np.arange(7) * 10 for k, v in trace.items()}
+    store.put_artefact(cfg.run_id, "unit_trace", **trace)
+    store.put({**rec, "run_id": cfg.run_id, "config": cfg.to_dict(), "artefacts": ["unit_trace"]})
+    out = tmp_path / "out.ipynb"
+    pm.execute_notebook(str(ROOT / "notebooks" / "06_mechanism.ipynb"), str(out),
+                        parameters=dict(store_dir=str(store.root), datasets="colored_mnist"),
+                        cwd=str(ROOT / "notebooks"), progress_bar=False, kernel_name="python3")
+    shown = _outputs(out)
+    assert "No runs with unit traces are stored" not in shown
+    assert "Colored MNIST / FCN, LR 0.5, seed 0: of the intervals" in shown and "reset reading" in shown
