@@ -609,8 +609,11 @@ def reset_summary(events, big_quantile: float = 0.95) -> dict:
 
 
 def reset_units(events, n: int = 4) -> list[int]:
-    """The `n` units with the largest single-interval drop in spurious share (the clearest resets)."""
-    drops = events.groupby("unit").delta.min().sort_values()
+    """The `n` units with the largest single-interval drop in spurious share (the clearest resets),
+    among the units active (finite share) at every trace point: a unit that dies is no reset."""
+    counts = events.groupby("unit").size()
+    active = events[events.unit.isin(counts.index[counts == counts.max()])]
+    drops = active.groupby("unit").delta.min().sort_values()
     return [int(u) for u in drops.index[:n]]
 
 
