@@ -162,12 +162,13 @@ def row_packed(model_name, k, data, device, args, precision="fp32") -> dict:
                 images_per_s=k * BATCH * r["steps"] / r["seconds"])
 
 
-def _process_worker(model_name, args, steps, repeats, device_name, threads, barrier, results, rank):
+def _process_worker(model_name, args, steps, repeats, device_name, threads, barrier, results, rank, precision):
     """One of the K processes of a `processes K` row: warm up, then time `repeats` runs, each
     started together with the other processes (a barrier), and report the times."""
     torch.set_num_threads(threads)
+    torch.backends.cudnn.benchmark = args.cudnn_benchmark  # a spawned process starts with the defaults
     device = torch.device(device_name)
-    cfg = config(model_name, seed=rank)
+    cfg = config(model_name, seed=rank, precision=precision)
     g = torch.Generator().manual_seed(rank)
     n = max(args.warmup, steps) * BATCH
     x = torch.rand(n, *SHAPE, generator=g)
@@ -191,7 +192,7 @@ def _process_worker(model_name, args, steps, repeats, device_name, threads, barr
     results.put((rank, times, peak_mib(device)))
 
 
-def row_processes(model_name, k, device, args, steps, repeats) -> dict:
+def row_processes(model_name, k, device, args, steps, repeats, precision="fp32") -> dict:
     """K spawned processes train K models at once, (cpu threads // K) torch threads each, `steps`
     steps per timed run (those of the model's resident row). A repeat's time is that of its slowest
     process; the fastest repeat counts, as for the other rows."""
@@ -200,7 +201,7 @@ def row_processes(model_name, k, device, args, steps, repeats) -> dict:
     ctx = mp.get_context("spawn")
     barrier, results = ctx.Barrier(k), ctx.Queue()
     threads = max(1, torch.get_num_threads() // k)
-    procs = [ctx.Process(target=_process_worker, args=(model_name, args, steps, repeats, str(device), threads, barrier, results, r))
+    procs = [ctx.Process(target=_process_worker, args=(model_name, args, steps, repeats, str(device), threads, barrier, results, r, precision))
              for r in range(k)]
     for proc in procs:
         proc.start()
@@ -209,7 +210,7 @@ def row_processes(model_name, k, device, args, steps, repeats) -> dict:
         proc.join()
     per_repeat = [max(times[i] for _, times, _ in got) for i in range(repeats)]
     seconds = min(per_repeat)
-    return dict(model=model_name, setup=f"procs {k}", precision="fp32", K=k, steps=steps, repeats=repeats,
+    return dict(model=model_name, setup=f"procs {k}", precision=precision, K=k, steps=steps, repeats=repeats,
                 seconds=seconds, all_seconds=per_repeat, peak_mib=sum(m for _, _, m in got),
                 threads_per_process=threads, images_per_s=k * BATCH * steps / seconds)
 
@@ -220,7 +221,8 @@ def fig4_estimate(rows, args) -> dict:
     images_per_model = runs_per_model * FIG4_IMAGES_PER_EPOCH * args.epochs_per_run
     out = {"runs": runs_per_model * len(FIG4_MODELS), "images_per_model": images_per_model, "setups": {}}
     for label, pick in (("baseline", lambda r: r["setup"] == "baseline"),
-                        ("best packed", lambda r: r["setup"].startswith("packed") and r["precision"] == "fp32")):
+                        ("best concurrent", lambda r: r["setup"].startswith(("packed", "procs"))
+                         and r["precision"] == "fp32")):
         per_model, notes, missing = {}, [], []
         for m in FIG4_MODELS:
             cands = [r for r in rows if r["model"] == m and pick(r)]
@@ -326,7 +328,8 @@ def main(argv=None) -> int:
                     torch.cuda.empty_cache()
         resident = next(r for r in rows if r["model"] == m and r["setup"] == "resident")
         for k in args.procs:
-            print_row(row_processes(m, k, device, args, resident["steps"], resident["repeats"]), rows)
+            for prec in precisions:
+                print_row(row_processes(m, k, device, args, resident["steps"], resident["repeats"], prec), rows)
     if device.type == "cpu":
         print("(CPU peak MiB: the process's peak resident set so far, ru_maxrss)")
     else:

@@ -25,7 +25,7 @@ import math
 
 import numpy as np
 
-from .reference import DATASET_NAMES, MODEL_NAMES, pearson, spearman
+from .reference import DATASET_NAMES, MODEL_NAMES, pearson, scored_runs, spearman
 
 # ----------------------------------------------------------------------------------------------
 # Proposition 1 (Sec. 6; proof D.1)
@@ -227,15 +227,16 @@ def _prop2_row(s, params, inputs, y, bc) -> dict:
 def max_bc_ratio_table(df):
     """Per (dataset, model, scale) cell: Pearson and Spearman correlation, over runs, of
     `max_bc_loss_ratio` (the largest per-minibatch BC loss / total loss met in training; Sec. 6) with
-    `test_acc` (unbiased test accuracy). Diverged runs and runs missing either value are left out.
+    `test_acc` (unbiased test accuracy). Diverged and under-trained runs (`reference.scored_runs`)
+    and runs missing either value are left out.
     The paper (Fig. 12, ResNet18) reports a very strong positive correlation."""
     import pandas as pd
 
     cols = ["dataset", "model", "scale", "runs", "LRs", "seeds", "pearson", "spearman"]
     if df is None or len(df) == 0 or "max_bc_loss_ratio" not in df or "test_acc" not in df:
         return pd.DataFrame(columns=cols)
-    ok = df[(df.status != "diverged") & np.isfinite(df.max_bc_loss_ratio.astype(float))
-            & np.isfinite(df.test_acc.astype(float))]
+    ok = scored_runs(df)
+    ok = ok[np.isfinite(ok.max_bc_loss_ratio.astype(float)) & np.isfinite(ok.test_acc.astype(float))]
     rows = []
     for (d, m, sc), g in ok.groupby(["dataset", "model", "scale"], sort=True):
         rows.append({"dataset": d, "model": m, "scale": sc, "runs": len(g), "LRs": g.lr.nunique(),
@@ -369,14 +370,17 @@ def plural(n: int, word: str) -> str:
 
 
 def describe_runs(df) -> str:
-    """'scale paper: 15 runs plotted, 5 LRs, seeds 0-2' (+ how many diverged runs are left out)."""
-    ok = df[df.status != "diverged"]
+    """'scale paper: 15 runs plotted, 5 LRs, seeds 0-2' (+ how many diverged or under-trained runs,
+    `reference.scored_runs`, are left out)."""
+    ok = scored_runs(df)
     seeds = sorted(int(v) for v in ok.seed.unique())
     seed_text = "no seeds" if not seeds else (f"seed {seeds[0]}" if len(seeds) == 1 else
                                              f"seeds {', '.join(map(str, seeds))}")
     text = f"scale {df.scale.iloc[0]}: {plural(len(ok), 'run')} plotted, {plural(ok.lr.nunique(), 'LR')}, {seed_text}"
-    n_div = len(df) - len(ok)
-    return text + (f"; {n_div} diverged, not plotted" if n_div else "")
+    n_div = int((df.status == "diverged").sum())
+    n_under = len(df) - len(ok) - n_div
+    left_out = [f"{n_div} diverged"] * bool(n_div) + [f"{n_under} under-trained"] * bool(n_under)
+    return text + (f"; {' and '.join(left_out)}, not plotted" if left_out else "")
 
 
 def plot_bc_loss_share(ax, scales, bc_fractions=(0.01, 0.05, 0.1), margin_bc=1.0, margin_ba=1.0, batch=100):
@@ -397,11 +401,11 @@ def plot_bc_loss_share(ax, scales, bc_fractions=(0.01, 0.05, 0.1), margin_bc=1.0
 
 def plot_max_bc_scatter(ax, df, title=None):
     """Fig. 12 panel: max BC loss ratio (x) vs unbiased test accuracy (y), one point per run, colour
-    = LR on a log scale (with a colorbar)."""
+    = LR on a log scale (with a colorbar); diverged and under-trained runs are not plotted."""
     import matplotlib.pyplot as plt
     from matplotlib.colors import LogNorm
 
-    ok = df[df.status != "diverged"]
+    ok = scored_runs(df)
     lrs = ok.lr.astype(float)
     norm = LogNorm(vmin=lrs.min(), vmax=lrs.max() if lrs.max() > lrs.min() else lrs.min() * 1.0001)
     sc = ax.scatter(ok.max_bc_loss_ratio, 100 * ok.test_acc, c=lrs, cmap="viridis", norm=norm, s=28,
@@ -511,11 +515,12 @@ def traced_lrs(all_runs, dataset: str, model: str, scale: str, field: str = "att
 
 
 def pick_lrs(df, low_lr: float | None = None, high_lr: float | None = None) -> tuple[float, float, str]:
-    """The low and high LR to compare in one cell's runs `df` (non-diverged): the requested ones if
-    stored, else the lowest / highest stored; the note says when a request could not be honoured."""
-    lrs = sorted(df[df.status != "diverged"].lr.unique())
+    """The low and high LR to compare in one cell's runs `df` (not diverged, not under-trained:
+    `reference.scored_runs`): the requested ones if stored, else the lowest / highest stored; the
+    note says when a request could not be honoured."""
+    lrs = sorted(scored_runs(df).lr.unique())
     if not lrs:
-        return float("nan"), float("nan"), "no non-diverged runs"
+        return float("nan"), float("nan"), "no runs to compare (all diverged or under-trained)"
     notes = []
 
     def choose(want, default, label):

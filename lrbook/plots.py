@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .reference import METRIC_LABELS
+from .reference import METRIC_LABELS, MIN_SCORED_TRAIN_ACC
 
 LR_EFFECT_METRICS = ("test_acc", "prunability", "act_compressibility")  # Fig. 3, 4, 15, 16
 REPRESENTATION_METRICS = ("csi", "class_separation")  # Fig. 5
@@ -118,14 +118,19 @@ def plot_pruning_curves(records, method="structured", ax=None, title=None):
     if ax is None:
         _, ax = plt.subplots(figsize=(4.5, 3.2))
     by_lr: dict[float, list] = {}
-    for r in records:
-        if r["status"] != "diverged":
-            curve = [r["metrics"]["test_acc"]] + r["curves"][f"prune_{method}"]
-            by_lr.setdefault(r["config"]["lr"], []).append(curve)
-    fractions = [0.0] + (records[0]["curves"]["prune_fractions"] if records else [])
+    under_trained = set()
+    trained = [r for r in records if r["status"] != "diverged"]
+    for r in trained:
+        curve = [r["metrics"]["test_acc"]] + r["curves"][f"prune_{method}"]
+        by_lr.setdefault(r["config"]["lr"], []).append(curve)
+        if r["status"] == "max_epochs" and r["metrics"]["train_acc"] < MIN_SCORED_TRAIN_ACC:
+            under_trained.add(r["config"]["lr"])
+    fractions = [0.0] + (trained[0]["curves"]["prune_fractions"] if trained else [])
     cmap = plt.get_cmap("viridis")
     for i, lr in enumerate(sorted(by_lr)):
-        ax.plot(fractions, np.mean(by_lr[lr], 0), color=cmap(i / max(1, len(by_lr) - 1)), label=f"LR {lr:g}")
+        label = f"LR {lr:g}" + (" (under-trained)" if lr in under_trained else "")
+        ax.plot(fractions, np.mean(by_lr[lr], 0), color=cmap(i / max(1, len(by_lr) - 1)), label=label,
+                linestyle=":" if lr in under_trained else "-")
     ax.set_xlabel(f"pruning fraction ({method})")
     ax.set_ylabel("unbiased test accuracy")
     if title:

@@ -2,7 +2,7 @@
 paper's reference values when no run exists yet."""
 from __future__ import annotations
 
-from .reference import DATASET_NAMES, METRIC_LABELS, MODEL_NAMES, S1_METRICS, paper_row
+from .reference import DATASET_NAMES, METRIC_LABELS, MIN_SCORED_TRAIN_ACC, MODEL_NAMES, S1_METRICS, paper_row, scored_runs
 
 
 def cell_frame(store, dataset: str, model: str, scale: str):
@@ -20,11 +20,17 @@ def coverage_note(df, scale: str) -> str:
     seeds = df.groupby("lr").seed.nunique()
     seed_text = f"{seeds.min()} seeds each" if seeds.min() == seeds.max() else f"{seeds.min()} to {seeds.max()} seeds per LR"
     n_div = int((df.status == "diverged").sum())
-    n_cap = int((df.status == "max_epochs").sum())
+    capped = df[df.status == "max_epochs"]
     text = (f"Scale `{scale}`: {len(df)} runs, {df.lr.nunique()} LRs ({df.lr.min():g} to {df.lr.max():g}), "
             f"{seed_text}; {n_div} diverged")
-    if n_cap:
-        text += f", {n_cap} stopped at the epoch cap before 100% training accuracy"
+    if len(capped):
+        text += f", {len(capped)} stopped at the epoch cap before 100% training accuracy"
+        under = capped[capped.train_acc < MIN_SCORED_TRAIN_ACC] if "train_acc" in capped else capped.iloc[:0]
+        if len(under):
+            lrs = ", ".join(f"{lr:g}" for lr in sorted(under.lr.unique()))
+            text += (f" ({len(under)} of them below {100 * MIN_SCORED_TRAIN_ACC:g}%, at LR {lrs}: "
+                     f"{100 * under.train_acc.min():.1f} to {100 * under.train_acc.max():.1f}%; under-trained, "
+                     "so left out of the comparison with the paper)")
     return text + "."
 
 
@@ -48,8 +54,9 @@ def no_data_message(dataset: str, model: str, scale: str, notebook: str) -> str:
 
 
 def low_high_records(store, df, seed=None):
-    """The stored records of the lowest and highest LR (converged or capped; one seed)."""
-    ok = df[df.status != "diverged"]
+    """The stored records of the lowest and highest LR among the runs the comparison uses
+    (`reference.scored_runs`: not diverged, not under-trained); one seed."""
+    ok = scored_runs(df)
     if ok.empty:
         return None, None
     seed = ok.seed.min() if seed is None else seed

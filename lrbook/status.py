@@ -118,7 +118,8 @@ def status_table(store=None):
 
 def scorecard(store=None):
     """Table S1 against ours for every stored (dataset, model, scale) cell: one row per variable with
-    the paper's range, ours, Spearman(LR, variable) with its seed-bootstrap interval and agreement."""
+    the paper's range, ours, Spearman(LR, variable) with its seed-bootstrap interval and agreement;
+    `left_out` counts the cell's diverged and under-trained runs, which the comparison does not use."""
     import pandas as pd
 
     from .reference import compare_with_paper
@@ -135,5 +136,6 @@ def scorecard(store=None):
         t.insert(0, "model", m)
         t.insert(0, "dataset", d)
         t["runs"], t["lrs"], t["seeds"] = len(sub), sub.lr.nunique(), sub.seed.nunique()
+        t["left_out"] = t.attrs["left_out"]
         parts.append(t)
     return pd.concat(parts, ignore_index=True)

@@ -102,6 +102,11 @@ class ResultStore:
             raise
         return folder / f"{name}.npz"
 
+    def has_artefact(self, run_id: str, name: str) -> bool:
+        """Whether the artefact's file is in the store. A record lists the artefacts its run wrote;
+        the file can still be absent, e.g. a run trained elsewhere whose records alone were copied."""
+        return (self.artefact_dir(run_id) / f"{name}.npz").is_file()
+
     def get_artefact(self, run_id: str, name: str) -> dict:
         import numpy as np
 

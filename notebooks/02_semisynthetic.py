@@ -65,7 +65,7 @@ from IPython.display import Markdown, display
 from lrbook import ResultStore, grid
 from lrbook.plots import (LR_EFFECT_METRICS, REPRESENTATION_METRICS, format_summary, lr_summary, plot_lr_effects,
                           plot_pruning_curves)
-from lrbook.reference import DATASET_NAMES, MODEL_NAMES, compare_with_paper, paper_lr_grid, paper_row
+from lrbook.reference import DATASET_NAMES, MODEL_NAMES, compare_with_paper, paper_lr_grid, paper_row, scored_runs
 from lrbook.report import cells_grid_frame, coverage_note
 from lrbook.status import ARCHITECTURES, SEMI_SYNTHETIC
 from lrbook.sweep import run_sweep
@@ -100,7 +100,10 @@ runs = cells_grid_frame(store, DATASETS, MODELS, scale)
 # ## LR effects on robustness and compressibility (Fig. 4, 16)
 # One panel per cell with stored runs: unbiased test accuracy, prunability and activation
 # compressibility against LR, each normalised to [0, 1] as in the paper (line: mean over seeds;
-# band: one sd). Cells without runs are listed below the figure with the paper's ranges.
+# band: one sd). Cells without runs are listed below the figure with the paper's ranges. The
+# panels, like every comparison with the paper on this page, leave out diverged runs and runs that
+# stopped at the epoch cap below 99.9% training accuracy (the paper trains to 100%; an under-trained
+# network is trivially worse on test); the per-cell tables at the end count them.
 
 # %%
 def cell_panels(metrics, title):
@@ -114,8 +117,10 @@ def cell_panels(metrics, title):
     fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.6 * rows), squeeze=False)
     for ax, (d, m) in zip(axes.flat, cells):
         sub = runs[(runs.dataset == d) & (runs.model == m)]
-        plot_lr_effects(sub, metrics, ax=ax,
-                        title=f"{DATASET_NAMES[d]} / {MODEL_NAMES[m]} ({sub.scale.iloc[0]}, {len(sub)} runs)")
+        shown = scored_runs(sub)
+        left_out = f", {len(sub) - len(shown)} left out" if len(shown) < len(sub) else ""
+        plot_lr_effects(shown, metrics, ax=ax,
+                        title=f"{DATASET_NAMES[d]} / {MODEL_NAMES[m]} ({sub.scale.iloc[0]}, {len(shown)} runs{left_out})")
     for ax in list(axes.flat)[len(cells):]:
         ax.axis("off")
     fig.suptitle(title, y=1.0)
@@ -190,7 +195,12 @@ for d, m in map_cells:
     display(share.rename(columns={"mean": "spurious share", "std": "sd", "count": "runs"}).T)
     lo, hi = low_high_records(store, sub)
     arrays = {r["config"]["lr"]: store.get_artefact(r["run_id"], "attribution_maps")
-              for r in (lo, hi) if "attribution_maps" in r.get("artefacts", [])}
+              for r in (lo, hi) if store.has_artefact(r["run_id"], "attribution_maps")}
+    lost = [r["config"]["lr"] for r in (lo, hi)
+            if "attribution_maps" in r.get("artefacts", []) and not store.has_artefact(r["run_id"], "attribution_maps")]
+    if lost:
+        display(Markdown(f"The maps of LR {', '.join(f'{lr:g}' for lr in lost)} were computed but their files were not "
+                         "copied back from the GPU machine that trained them; the shares above come from the records."))
     if arrays:
         plot_attribution_maps(arrays, title=f"{DATASET_NAMES[d]} / {MODEL_NAMES[m]}: IG maps, seed {lo['config']['seed']}")
         plt.show()

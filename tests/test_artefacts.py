@@ -26,6 +26,8 @@ def test_double_mnist_run_stores_region_shares_and_maps(tmp_store, mnist_root):
 
 
 def test_put_artefact_round_trip(tmp_store):
+    assert not tmp_store.has_artefact("abc", "maps")
     path = tmp_store.put_artefact("abc", "maps", maps=np.arange(6, dtype=np.float16).reshape(2, 3))
     assert path.name == "maps.npz"
+    assert tmp_store.has_artefact("abc", "maps") and not tmp_store.has_artefact("abc", "other")
     assert tmp_store.get_artefact("abc", "maps")["maps"].tolist() == [[0, 1, 2], [3, 4, 5]]

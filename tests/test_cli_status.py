@@ -201,6 +201,27 @@ def test_compare_with_paper_decreasing_and_noisy(fast_bootstrap):
     assert "paper_min" not in other and (other.agrees == "yes").all()
 
 
+def test_under_trained_runs_are_left_out_of_the_comparison(fast_bootstrap):
+    from lrbook.report import coverage_note
+
+    df = lr_frame().assign(train_acc=1.0)
+    # an LR below the grid whose runs hit the epoch cap at 96% training accuracy, with the worst
+    # test accuracy: kept, it would only strengthen the "accuracy rises with LR" verdict
+    under = [dict(dataset="parity", model="fcn", status="max_epochs", lr=0.001, seed=s, train_acc=0.96,
+                  test_acc=0.0, prunability=0.9, act_compressibility=0.9, csi=0.9, class_separation=0.9)
+             for s in range(3)]
+    near = dict(dataset="parity", model="fcn", status="max_epochs", lr=0.01, seed=3, train_acc=0.9999,
+                test_acc=0.3, prunability=0.3, act_compressibility=0.3, csi=0.3, class_separation=0.3)
+    df = pd.concat([df, pd.DataFrame(under + [near])], ignore_index=True)
+    assert len(reference.scored_runs(df)) == 5 * 3 + 1  # 15 converged + the run 1 sample short
+    out = compare_with_paper(df, "parity", "fcn")
+    assert out.attrs["left_out"] == 1 + 3  # the diverged run and the three under-trained ones
+    assert out.iloc[0].ours_min == pytest.approx(30.0)  # not 0: LR 0.001 is not in the comparison
+    assert list(out.spearman) == pytest.approx([1.0] * 5, abs=0.05)
+    note = coverage_note(df, "cpu")
+    assert "4 stopped at the epoch cap" in note and "3 of them below 99.9%, at LR 0.001: 96.0 to 96.0%" in note
+
+
 def test_bootstrap_spearman_interval():
     lo, hi = bootstrap_spearman(lr_frame(noise=0.02), "test_acc", n_boot=40)
     assert 0.8 < lo <= hi <= 1.0
