@@ -107,11 +107,16 @@ def bootstrap_spearman(df, metric: str, n_boot: int = 1000, seed: int = 0) -> tu
 MIN_SCORED_TRAIN_ACC = 0.999
 
 
+def under_trained(df):
+    """Row mask: runs that stopped at the epoch cap below `MIN_SCORED_TRAIN_ACC` training accuracy."""
+    if "train_acc" not in df:
+        return df.status != df.status  # all False
+    return (df.status == "max_epochs") & (df.train_acc < MIN_SCORED_TRAIN_ACC)
+
+
 def scored_runs(df):
-    """The runs a comparison with the paper uses: not diverged, and not stopped at the epoch cap
-    below `MIN_SCORED_TRAIN_ACC` training accuracy."""
-    under = (df.status == "max_epochs") & (df.train_acc < MIN_SCORED_TRAIN_ACC) if "train_acc" in df else False
-    return df[(df.status != "diverged") & ~under]
+    """The runs a comparison with the paper uses: not diverged and not `under_trained`."""
+    return df[(df.status != "diverged") & ~under_trained(df)]
 
 
 def compare_with_paper(df, dataset: str, model: str):

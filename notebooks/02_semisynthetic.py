@@ -210,6 +210,27 @@ if not any(d == "mnist_cifar" for d, _ in map_cells) and "mnist_cifar" in DATASE
                      "(see the end of the page for how to train them)."))
 
 # %% [markdown]
+# ## Does each LR effect go the paper's way?
+# One row per cell with runs: the Spearman correlation of LR with each Table S1 variable over the
+# runs the comparison uses, marked ✓ when its 95% seed-bootstrap interval lies above 0 (rises with
+# LR, as the paper claims), ✗ when it lies below 0, and ? when it includes 0. The sections below give
+# every number behind it.
+
+# %%
+MARKS = {"yes": "✓", "no": "✗", "unclear": "?", "n/a": "n/a"}
+verdicts = {}
+for d, m in with_runs:
+    sub = runs[(runs.dataset == d) & (runs.model == m)]
+    cmp = compare_with_paper(sub, d, m)
+    row = {"scale": sub.scale.iloc[0], "runs used": len(sub) - cmp.attrs["left_out"],
+           "LRs used": scored_runs(sub).lr.nunique()}
+    row.update({v: f"{MARKS[a]} {r:+.2f}" if a != "n/a" else "n/a"
+                for v, a, r in zip(cmp.variable, cmp.get("agrees", []), cmp.get("spearman", []))})
+    verdicts[f"{DATASET_NAMES[d]} / {MODEL_NAMES[m]}"] = row
+if verdicts:
+    display(pd.DataFrame(verdicts).T)
+
+# %% [markdown]
 # ## Per cell: raw values and Table S1
 # For each cell: which scale, how many runs and seeds; the per-LR mean ± sd; then the paper's
 # Table S1 range beside ours, the Spearman correlation of LR with each variable (95% interval from

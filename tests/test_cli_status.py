@@ -23,13 +23,14 @@ REPO = Path(__file__).resolve().parents[1]
 LRS = (0.01, 0.03, 0.1, 0.3, 0.75)
 
 
-def fabricate(store, dataset="parity", model="fcn", lrs=LRS, seeds=(0, 1, 2), scale="smoke", status="converged"):
+def fabricate(store, dataset="parity", model="fcn", lrs=LRS, seeds=(0, 1, 2), scale="smoke", status="converged",
+              train_acc=1.0):
     """Minimal records (enough for the status logic), one per LR x seed."""
     for lr in lrs:
         for s in seeds:
             cfg = make_config(dataset, model, lr=lr, seed=s, scale=scale)
             store.put({"run_id": cfg.run_id, "config": cfg.to_dict(), "status": status, "epochs": 5,
-                       "metrics": {"test_acc": 0.5 + lr / 2}})
+                       "metrics": {"test_acc": 0.5 + lr / 2, "train_acc": train_acc}})
 
 
 def by_item(table):
@@ -108,6 +109,16 @@ def test_five_lrs_with_three_seeds_each_not_just_in_total(tmp_store):
     cov = cell_coverage(tmp_store.to_frame(), "parity", "fcn")
     assert cov["lrs"] == 5 and cov["seeds"] == 3 and not cov["complete"]
     assert by_item(status_table(tmp_store))["Fig. 3"]["status"] == "partial"
+
+
+def test_under_trained_lrs_do_not_complete_a_cell_but_diverged_ones_do(tmp_store):
+    fabricate(tmp_store, lrs=LRS[:3])
+    fabricate(tmp_store, lrs=LRS[3:4], status="diverged")  # a result: the LR is too large
+    fabricate(tmp_store, lrs=LRS[4:], status="max_epochs", train_acc=0.97)  # stopped short of 100%
+    cov = cell_coverage(tmp_store.to_frame(), "parity", "fcn")
+    assert cov["lrs"] == 5 and not cov["complete"]
+    fabricate(tmp_store, lrs=LRS[4:], status="max_epochs", train_acc=0.9995)  # one sample short: finished
+    assert cell_coverage(tmp_store.to_frame(), "parity", "fcn")["complete"]
 
 
 def test_multi_cell_items_need_every_cell(tmp_store):
