@@ -84,16 +84,19 @@ def test_semisynthetic_notebook_trains_a_cell_then_renders_its_figures(tmp_path,
     out = tmp_path / "out.ipynb"
     nb = str(ROOT / "notebooks" / "02_semisynthetic.ipynb")
     pm.execute_notebook(nb, str(out), cwd=str(ROOT / "notebooks"), progress_bar=False, kernel_name="python3",
-                        parameters=dict(dataset="double_mnist", model="fcn", lrs=[0.05, 0.5], seeds=[0],
+                        parameters=dict(dataset="double_mnist", model="fcn", lrs=[0.05, 0.3, 0.5], seeds=[0],
                                         scale="smoke", device="cpu", store_dir=str(store_dir),
                                         data_root=str(mnist_root)))
     df = ResultStore(store_dir).to_frame()
-    assert sorted(df.lr) == [0.05, 0.5] and set(df.dataset) == {"double_mnist"}
+    assert sorted(df.lr) == [0.05, 0.3, 0.5] and set(df.dataset) == {"double_mnist"}
+    # at smoke scale (30 epochs at most) LR 0.05 stops at the cap near 90% training accuracy
+    assert df.set_index("lr").status.to_dict() == {0.05: "max_epochs", 0.3: "converged", 0.5: "converged"}
     text = out.read_text()
-    assert "2 trained" in text and "Scale `smoke`: 2 runs" in text
+    assert "3 trained" in text and "Scale `smoke`: 3 runs" in text
+    assert "under-trained, so left out of the comparison" in text
     assert "share of attribution on the spurious region" in text
     assert text.count("image/png") == 4  # Fig. 4, 5, 21/22 and the attribution maps
-    assert "with 12 Axes" in text  # the maps: 2 LRs x 6 test inputs
+    assert "with 12 Axes" in text  # the maps: 2 LRs (0.3 and 0.5, not the under-trained 0.05) x 6 inputs
 
     # Rendering every cell from the same store: the CIFAR cells say why they are empty.
     pm.execute_notebook(nb, str(out), cwd=str(ROOT / "notebooks"), progress_bar=False, kernel_name="python3",
