@@ -304,15 +304,18 @@ def ba_bc_ratio_by_lr(records, which: str = "mean"):
 PAPER_BA_BC_CELLS = ("colored_mnist", "double_mnist")  # datasets the supplement reports the ratio for
 
 
-def ba_bc_verdict(table, dataset: str, low_lr: float | None = None, high_lr: float | None = None) -> dict:
+def ba_bc_verdict(table, dataset: str, low_lr: float | None = None, high_lr: float | None = None,
+                  model: str | None = None) -> dict:
     """Compare the BA/BC loss ratio at a low and a high LR of one cell (default: the lowest and
     highest LR in `table`, a `ba_bc_ratio_by_lr` result). Returns a dict with `closer` ("low",
     "high", "tie" or None), `agrees` ("yes"/"no" when the per-seed ranges of the two LRs are disjoint,
     "unclear" when they overlap, "n/a" for datasets the paper reports nothing on: it reports only
     Colored MNIST and Double MNIST, where it finds the low LR closer to 1), `separated` (whether
-    the per-seed ranges of the two LRs are disjoint; False with fewer than two runs at either LR) and `sentence`, a plain-words statement generated from the numbers."""
+    the per-seed ranges of the two LRs are disjoint; False with fewer than two runs at either LR) and
+    `sentence`, a plain-words statement generated from the numbers, naming the cell (`model` given)
+    or the dataset."""
     t = table[table.runs > 0]
-    name = DATASET_NAMES.get(dataset, dataset)
+    name = cell_title(dataset, model) if model else DATASET_NAMES.get(dataset, dataset)
     if len(t) < 2:
         return {"closer": None, "agrees": "n/a", "separated": None,
                 "sentence": f"{name}: fewer than two LRs with a BA/BC loss ratio; no comparison possible."}

@@ -314,7 +314,7 @@ for d, m in CELLS:
     lo, hi, note = pick_lrs(sub, low_lr, high_lr)
     recs = [store.get(r) for r in sub.run_id]
     by = {w: ba_bc_ratio_by_lr(recs, w) for w in ("mean", "final")}
-    verdict = {w: ba_bc_verdict(by[w], d, lo, hi) for w in by}
+    verdict = {w: ba_bc_verdict(by[w], d, lo, hi, model=m) for w in by}
     row = {"cell": cell_title(d, m), "scale": sub.scale.iloc[0], "low LR": lo, "high LR": hi}
     for w, t in by.items():
         for lr, tag in ((lo, "low"), (hi, "high")):

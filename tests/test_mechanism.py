@@ -139,6 +139,8 @@ def test_ba_bc_ratio_by_lr_and_verdict():
     v = ba_bc_verdict(t, "colored_mnist")  # highest LR with a ratio is 0.1 (1.0 diverged)
     assert v["closer"] == "low" and v["separated"] and v["agrees"] == "yes"
     assert "0.6" in v["sentence"] and "agrees with the paper" in v["sentence"]
+    assert v["sentence"].startswith("Colored MNIST: ")
+    assert ba_bc_verdict(t, "colored_mnist", model="cnn")["sentence"].startswith("Colored MNIST / CNN: ")
     assert ba_bc_verdict(t, "parity")["agrees"] == "n/a"
     # the other way round: the paper's direction is contradicted
     flipped = ba_bc_ratio_by_lr([_record(0.01, s, [r], [1.0]) for s, r in enumerate((0.1, 0.15))]
@@ -211,7 +213,7 @@ def test_mechanism_notebook_renders_stored_cells(tmp_path):
     assert "Fig. 13, Colored MNIST / ResNet18: LR 0.01 (1 seed) vs LR 0.1 (1 seed)" in text
     assert "Scale `smoke`: 5 runs, 3 LRs (0.05 to 3), 1 to 2 seeds per LR; 1 diverged." in text
     assert "No runs with neuron probes are stored" in _outputs(out)  # Fig. 18 says plainly it has no data
-    assert "Colored MNIST: BA/BC loss ratio" in text and "Parity: BA/BC loss ratio" in text
+    assert "Colored MNIST / ResNet18: BA/BC loss ratio" in text and "Parity / FCN: BA/BC loss ratio" in text
     assert out.read_text().count("image/png") >= 5  # Prop. 1, Prop. 2, Fig. 12, two Fig. 13 rows
 
 
