@@ -2,7 +2,8 @@
 paper's reference values when no run exists yet."""
 from __future__ import annotations
 
-from .reference import DATASET_NAMES, METRIC_LABELS, MIN_SCORED_TRAIN_ACC, MODEL_NAMES, S1_METRICS, paper_row, scored_runs
+from .reference import (DATASET_NAMES, METRIC_LABELS, MIN_SCORED_TRAIN_ACC, MODEL_NAMES, S1_METRICS, paper_row,
+                        scored_runs, under_trained)
 
 
 def cell_frame(store, dataset: str, model: str, scale: str):
@@ -25,7 +26,7 @@ def coverage_note(df, scale: str) -> str:
             f"{seed_text}; {n_div} diverged")
     if len(capped):
         text += f", {len(capped)} stopped at the epoch cap before 100% training accuracy"
-        under = capped[capped.train_acc < MIN_SCORED_TRAIN_ACC] if "train_acc" in capped else capped.iloc[:0]
+        under = df[under_trained(df)]
         if len(under):
             lrs = ", ".join(f"{lr:g}" for lr in sorted(under.lr.unique()))
             text += (f" ({len(under)} of them below {100 * MIN_SCORED_TRAIN_ACC:g}%, at LR {lrs}: "
