@@ -48,9 +48,10 @@ PAPER_ITEMS = (
               "06 mechanism", (("parity", "fcn"),) + tuple((d, m) for d in ("colored_mnist", "double_mnist")
                                                          for m in ("fcn", "cnn", "resnet18"))),
     PaperItem("Fig. 18", "Mechanism: class- vs bias-dominant neuron persistence; per-neuron update resets",
-              "06 mechanism", (("parity", "fcn"),), requires="neuron_probes",
-              partial="top panel on the parity FCN (paper: ResNet18 / Colored MNIST); bottom panel (per-unit "
-                      "update size vs spurious share) on the Colored MNIST FCN, cpu scale"),
+              "06 mechanism", (("parity", "fcn"), ("colored_mnist", "fcn")), requires="neuron_probes",
+              partial="top panel on the parity FCN and the Colored MNIST FCN at cpu scale (paper: ResNet18 / "
+                      "Colored MNIST); bottom panel (per-unit update size vs spurious share) on the Colored MNIST "
+                      "FCN, cpu scale"),
     PaperItem("Fig. 23-26, 29, 30", "Robustness checks: step decay, Adam, longer training, PSGD/WSD, soups",
               "07 robustness checks", planned="section 07 is not built yet"),
     PaperItem("Table S1", "Value ranges per dataset x model cell", "scorecard",

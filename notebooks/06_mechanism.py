@@ -219,8 +219,9 @@ for d, m in FIG13:
 # LR class-dominant filters almost all stay so early on, while bias-dominant ones do not.
 #
 # Runs trained with `neuron_probes=True` log every penultimate unit's CSI and BSI (1000 test inputs)
-# at step 0, every power of two and the end. Here that is the **parity FCN** (200 units), not the
-# paper's ResNet18 / Colored MNIST, whose runs need a GPU. The bottom panel of Fig. 18 is section 6.
+# at step 0, every power of two and the end. Here those are the **parity FCN** (200 units) and the
+# **Colored MNIST FCN** at `cpu` scale (1024 units), not the paper's ResNet18 / Colored MNIST, whose
+# runs need a GPU. The bottom panel of Fig. 18 is section 6.
 
 # %%
 from lrbook.mechanism import neuron_persistence
