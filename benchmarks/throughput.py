@@ -10,6 +10,11 @@ Rows, per model (Colored-MNIST-shaped random input 3x28x28, 10 classes, batch 10
 * processes K     K worker processes, each training its own model on the resident path with
                   (threads // K) torch threads, timed together (what `lrbook sweep --workers K` does).
 
+Variants (`--variants`) repeat the resident and procs rows with the config's speed options:
+`fp32` or `bf16` (autocast), then any of `+cl` (channels_last), `+compile` (torch.compile) and
+`+graphs` (torch.compile mode "reduce-overhead": CUDA graphs on a GPU). Packed rows run for the
+plain `fp32` / `bf16` variants only (packing implements neither channels_last nor compile).
+
 Throughput is model-images/s: K x batch x timed steps / seconds, in steady state (a warm-up run
 first, then a timed run; CUDA is synchronised before and after the timed region). Every number
 printed comes from this run. Usage: `python3 benchmarks/throughput.py --help`.
@@ -47,9 +52,29 @@ FIG4_IMAGES_PER_EPOCH = 60000
 PAPER_HOURS = 400
 
 
-def config(model: str, seed: int = 0, precision: str = "fp32"):
+VARIANT_OPTIONS = {"cl": dict(channels_last=True), "compile": dict(compile=True),
+                   "graphs": dict(compile=True, compile_mode="reduce-overhead")}
+
+
+def parse_variant(text: str) -> dict:
+    """'bf16+cl+graphs' -> the RunConfig fields it sets (see the module docstring)."""
+    precision, *options = text.split("+")
+    if precision not in ("fp32", "bf16") or any(o not in VARIANT_OPTIONS for o in options):
+        raise argparse.ArgumentTypeError(f"bad variant {text!r}: fp32 or bf16, then any of "
+                                         + ", ".join("+" + o for o in VARIANT_OPTIONS))
+    fields = dict(precision=precision)
+    for o in options:
+        fields.update(VARIANT_OPTIONS[o])
+    return fields
+
+
+def is_plain(variant: str) -> bool:
+    return "+" not in variant
+
+
+def config(model: str, seed: int = 0, variant: str = "fp32"):
     # colored_mnist at paper scale: the FCN is width 1024, depth 2; no attribution probes
-    return make_config("colored_mnist", model, lr=LR, seed=seed, scale="paper", max_epochs=1, precision=precision)
+    return make_config("colored_mnist", model, lr=LR, seed=seed, scale="paper", max_epochs=1, **parse_variant(variant))
 
 
 def sync(device):
@@ -124,12 +149,12 @@ def row_baseline(model_name, x_cpu, y_cpu, device, args) -> dict:
         return time.perf_counter() - t
 
     r = measure(run, args, device)
-    return dict(model=model_name, setup="baseline", precision="fp32", K=1, **r,
+    return dict(model=model_name, setup="baseline", variant="fp32", precision="fp32", K=1, **r,
                 images_per_s=BATCH * r["steps"] / r["seconds"])
 
 
-def row_resident(model_name, data, device, args, precision="fp32") -> dict:
-    cfg = config(model_name, precision=precision)
+def row_resident(model_name, data, device, args, variant="fp32") -> dict:
+    cfg = config(model_name, variant=variant)
 
     def run(n_steps):
         torch.manual_seed(0)
@@ -141,12 +166,12 @@ def row_resident(model_name, data, device, args, precision="fp32") -> dict:
         return time.perf_counter() - t
 
     r = measure(run, args, device)
-    return dict(model=model_name, setup="resident", precision=precision, K=1, **r,
+    return dict(model=model_name, setup="resident", variant=variant, precision=cfg.precision, K=1, **r,
                 images_per_s=BATCH * r["steps"] / r["seconds"])
 
 
-def row_packed(model_name, k, data, device, args, precision="fp32") -> dict:
-    configs = [config(model_name, seed=s, precision=precision) for s in range(k)]
+def row_packed(model_name, k, data, device, args, variant="fp32") -> dict:
+    configs = [config(model_name, seed=s, variant=variant) for s in range(k)]
 
     def run(n_steps):
         trainer = PackedTrainer(configs, subset(data, n_steps * BATCH), device)  # model builds not timed
@@ -158,17 +183,17 @@ def row_packed(model_name, k, data, device, args, precision="fp32") -> dict:
         return time.perf_counter() - t
 
     r = measure(run, args, device)
-    return dict(model=model_name, setup=f"packed {k}", precision=precision, K=k, **r,
+    return dict(model=model_name, setup=f"packed {k}", variant=variant, precision=configs[0].precision, K=k, **r,
                 images_per_s=k * BATCH * r["steps"] / r["seconds"])
 
 
-def _process_worker(model_name, args, steps, repeats, device_name, threads, barrier, results, rank, precision):
+def _process_worker(model_name, args, steps, repeats, device_name, threads, barrier, results, rank, variant):
     """One of the K processes of a `processes K` row: warm up, then time `repeats` runs, each
     started together with the other processes (a barrier), and report the times."""
     torch.set_num_threads(threads)
     torch.backends.cudnn.benchmark = args.cudnn_benchmark  # a spawned process starts with the defaults
     device = torch.device(device_name)
-    cfg = config(model_name, seed=rank, precision=precision)
+    cfg = config(model_name, seed=rank, variant=variant)
     g = torch.Generator().manual_seed(rank)
     n = max(args.warmup, steps) * BATCH
     x = torch.rand(n, *SHAPE, generator=g)
@@ -192,7 +217,7 @@ def _process_worker(model_name, args, steps, repeats, device_name, threads, barr
     results.put((rank, times, peak_mib(device)))
 
 
-def row_processes(model_name, k, device, args, steps, repeats, precision="fp32") -> dict:
+def row_processes(model_name, k, device, args, steps, repeats, variant="fp32") -> dict:
     """K spawned processes train K models at once, (cpu threads // K) torch threads each, `steps`
     steps per timed run (those of the model's resident row). A repeat's time is that of its slowest
     process; the fastest repeat counts, as for the other rows."""
@@ -201,7 +226,7 @@ def row_processes(model_name, k, device, args, steps, repeats, precision="fp32")
     ctx = mp.get_context("spawn")
     barrier, results = ctx.Barrier(k), ctx.Queue()
     threads = max(1, torch.get_num_threads() // k)
-    procs = [ctx.Process(target=_process_worker, args=(model_name, args, steps, repeats, str(device), threads, barrier, results, r, precision))
+    procs = [ctx.Process(target=_process_worker, args=(model_name, args, steps, repeats, str(device), threads, barrier, results, r, variant))
              for r in range(k)]
     for proc in procs:
         proc.start()
@@ -210,7 +235,8 @@ def row_processes(model_name, k, device, args, steps, repeats, precision="fp32")
         proc.join()
     per_repeat = [max(times[i] for _, times, _ in got) for i in range(repeats)]
     seconds = min(per_repeat)
-    return dict(model=model_name, setup=f"procs {k}", precision=precision, K=k, steps=steps, repeats=repeats,
+    return dict(model=model_name, setup=f"procs {k}", variant=variant, precision=parse_variant(variant)["precision"],
+                K=k, steps=steps, repeats=repeats,
                 seconds=seconds, all_seconds=per_repeat, peak_mib=sum(m for _, _, m in got),
                 threads_per_process=threads, images_per_s=k * BATCH * steps / seconds)
 
@@ -243,7 +269,7 @@ def fig4_estimate(rows, args) -> dict:
     return out
 
 
-HEADER = (f"{'model':<16} {'setup':<10} {'prec':<5} {'K':>3} {'steps':>5} {'runs':>4} {'seconds':>8} "
+HEADER = (f"{'model':<16} {'setup':<10} {'variant':<15} {'K':>3} {'steps':>5} {'runs':>4} {'seconds':>8} "
           f"{'model-img/s':>12} "
           f"{'x baseline':>10} {'peak MiB':>9}")
 
@@ -253,7 +279,7 @@ def print_row(r, rows):
     base = [b["images_per_s"] for b in rows if b["model"] == r["model"] and b["setup"] == "baseline"]
     r["x_baseline"] = r["images_per_s"] / base[0] if base else 1.0
     rows.append(r)
-    print(f"{r['model']:<16} {r['setup']:<10} {r['precision']:<5} {r['K']:>3} {r['steps']:>5} {r['repeats']:>4} "
+    print(f"{r['model']:<16} {r['setup']:<10} {r['variant']:<15} {r['K']:>3} {r['steps']:>5} {r['repeats']:>4} "
           f"{r['seconds']:>8.2f} {r['images_per_s']:>12,.0f} {r['x_baseline']:>10.2f} {r['peak_mib']:>9,.0f}",
           flush=True)
 
@@ -273,13 +299,20 @@ def main(argv=None) -> int:
                    "steps and repeats when the warm-up says more would take longer (default none; --small: 8)")
     p.add_argument("--cudnn-benchmark", action="store_true", help="set torch.backends.cudnn.benchmark=True "
                    "(autotuned convolution algorithms) for every row")
-    p.add_argument("--bf16", action="store_true", help="add bf16-autocast rows (resident and packed)")
+    p.add_argument("--bf16", action="store_true", help="add the bf16 variant (bf16 autocast)")
+    p.add_argument("--variants", nargs="+", default=["fp32"], help="speed options of the resident, packed and "
+                   "procs rows: fp32 or bf16, then any of +cl +compile +graphs, e.g. bf16+cl (default fp32)")
     p.add_argument("--json", metavar="OUT", help="also write the table and estimate as JSON")
     p.add_argument("--small", action="store_true", help="CPU-sized defaults")
     p.add_argument("--epochs-per-run", type=float, default=30, help="epochs to 100%% train accuracy assumed "
                    "for the Fig. 4 estimate (default 30)")
     p.add_argument("--lrs-per-cell", type=int, default=8, help="learning rates per Fig. 4 cell (default 8)")
     args = p.parse_args(argv)
+    for variant in args.variants:
+        try:
+            parse_variant(variant)
+        except argparse.ArgumentTypeError as e:
+            p.error(str(e))
 
     device = resolve_device(args.device)
     if args.cudnn_benchmark:
@@ -313,23 +346,23 @@ def main(argv=None) -> int:
                            num_classes=CLASSES).to(device)
 
     rows = []
-    precisions = ["fp32", "bf16"] if args.bf16 else ["fp32"]
+    variants = list(dict.fromkeys(args.variants + (["bf16"] if args.bf16 else [])))
     print(HEADER)
     print("-" * len(HEADER), flush=True)
     for m in args.models:
         print_row(row_baseline(m, x_cpu, y_cpu, device, args), rows)
-        for prec in precisions:
-            print_row(row_resident(m, data, device, args, prec), rows)
-            for k in args.packs:
+        for variant in variants:
+            print_row(row_resident(m, data, device, args, variant), rows)
+            for k in args.packs if is_plain(variant) else []:
                 try:
-                    print_row(row_packed(m, k, data, device, args, prec), rows)
+                    print_row(row_packed(m, k, data, device, args, variant), rows)
                 except torch.cuda.OutOfMemoryError:
-                    print(f"{m:<16} packed {k} {prec}: out of memory, skipped", flush=True)
+                    print(f"{m:<16} packed {k} {variant}: out of memory, skipped", flush=True)
                     torch.cuda.empty_cache()
         resident = next(r for r in rows if r["model"] == m and r["setup"] == "resident")
         for k in args.procs:
-            for prec in precisions:
-                print_row(row_processes(m, k, device, args, resident["steps"], resident["repeats"], prec), rows)
+            for variant in variants:
+                print_row(row_processes(m, k, device, args, resident["steps"], resident["repeats"], variant), rows)
     if device.type == "cpu":
         print("(CPU peak MiB: the process's peak resident set so far, ru_maxrss)")
     else:
@@ -343,15 +376,15 @@ def main(argv=None) -> int:
           f"{args.epochs_per_run:g} epochs/run; training steps only (no evaluation), on this {unit.split('-')[0]}:")
     for label, s in est["setups"].items():
         if s["missing"]:
-            print(f"  {label:<12} n/a: no throughput measured for {', '.join(s['missing'])}")
+            print(f"  {label:<15} n/a: no throughput measured for {', '.join(s['missing'])}")
             continue
         bound = ">= " if s["lower_bound"] else ""
-        print(f"  {label:<12} {bound}{s['hours']:,.1f} {unit}  ("
+        print(f"  {label:<15} {bound}{s['hours']:,.1f} {unit}  ("
               + "; ".join(s["source"]) + ")")
     if any(s["lower_bound"] for s in est["setups"].values()):
         print("  '(lower bound)': that model was not measured and a smaller ResNet's (faster) throughput stands "
               "in for it, so those hours are a LOWER bound (add it to --models to measure it).")
-    print(f"  paper: 4 A100-PCIE-40GB GPUs, '{PAPER_HOURS} total hours of computation' for all its experiments")
+    print(f"  {'paper':<15} 4 A100-PCIE-40GB GPUs, '{PAPER_HOURS} total hours of computation' for all its experiments")
 
     if args.json:
         out = {"device": name, "torch": torch.__version__, "python": platform.python_version(),

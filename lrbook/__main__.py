@@ -26,6 +26,11 @@ def main(argv=None) -> int:
     sw.add_argument("--ray", metavar="ADDRESS", default=None,
                     help="run on Ray: 'local' starts local Ray, else a cluster address (lrbook.ray_sweep)")
     sw.add_argument("--gpus-per-run", type=float, default=0.0, help="with --ray: GPU fraction per run")
+    fast = sw.add_argument_group("speed options (recorded in each run's config; fp32 eager is the paper's path)")
+    fast.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="bf16: autocast")
+    fast.add_argument("--channels-last", action="store_true", help="channels_last inputs and conv weights")
+    fast.add_argument("--compile", nargs="?", const="default", metavar="MODE",
+                      help="torch.compile the forward pass; MODE 'reduce-overhead' replays CUDA graphs")
     args = parser.parse_args(argv)
 
     from .config import grid
@@ -48,7 +53,9 @@ def main(argv=None) -> int:
                 print(table.drop(columns=["shows"]).to_string(index=False))
         return 0
     if args.command == "sweep":
-        configs = grid(args.dataset, args.model, lrs=args.lrs, seeds=args.seeds, scale=args.scale)
+        speed = dict(precision=args.precision, channels_last=args.channels_last, compile=args.compile is not None,
+                     compile_mode=args.compile or "default")
+        configs = grid(args.dataset, args.model, lrs=args.lrs, seeds=args.seeds, scale=args.scale, **speed)
         if args.ray:
             from .ray_sweep import run_sweep_ray
 

@@ -65,6 +65,7 @@ FCN_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
 
 MAX_EPOCHS = {"smoke": 30, "cpu": 300, "paper": 1000}
 MODELS = ("fcn", "cnn", "resnet18", "resnet50", "wide_resnet101_2")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")  # torch.compile's `mode`
 
 # Attribution probes during training (Fig. 3 lower panels): how many test inputs, IG steps.
 ATTRIBUTION = {"smoke": dict(n=16, ig_steps=8), "cpu": dict(n=200, ig_steps=32), "paper": dict(n=200, ig_steps=32)}
@@ -73,6 +74,9 @@ ATTRIBUTION = {"smoke": dict(n=16, ig_steps=8), "cpu": dict(n=200, ig_steps=32),
 # Fields that only add logging (probes read the model in eval mode and touch no RNG): runs that
 # differ in nothing else are the same training run.
 LOGGING_FIELDS = ("neuron_probes", "unit_trace_every", "attribution_n", "attribution_steps")
+# Fields that choose a faster numeric path for the same experiment (issue "Fast sweeps"): a bf16 or
+# compiled run is a replica of the fp32 eager one, never an extra seed; the book shows one of them.
+SPEED_FIELDS = ("precision", "channels_last", "compile", "compile_mode")
 
 
 class ConfigError(ValueError):
@@ -103,9 +107,11 @@ class RunConfig:
     eval_n: int = 1000
     precision: str = "fp32"
     # Speed options (issue "Fast sweeps"), off by default: channels-last memory format for image
-    # inputs and conv weights, and torch.compile of the training forward pass.
+    # inputs and conv weights, and torch.compile of the training forward pass; compile_mode
+    # "reduce-overhead" makes compile replay CUDA graphs (forward and backward) on a GPU.
     channels_last: bool = False
     compile: bool = False
+    compile_mode: str = "default"
     # Fig. 18: at each attribution probe also log every penultimate unit's CSI and BSI.
     neuron_probes: bool = False
     # Fig. 18 (bottom), FCN on Colored / Double MNIST: every N steps log per-unit update sizes and
@@ -164,6 +170,10 @@ def validate(cfg: RunConfig) -> RunConfig:
                           "weight_decay=0 or turn unit_trace_every off")
     if cfg.precision not in ("fp32", "bf16"):
         raise ConfigError(f"precision must be 'fp32' or 'bf16', got {cfg.precision!r}")
+    if cfg.compile_mode not in COMPILE_MODES:
+        raise ConfigError(f"compile_mode must be one of {list(COMPILE_MODES)}, got {cfg.compile_mode!r}")
+    if cfg.compile_mode != "default" and not cfg.compile:
+        raise ConfigError(f"compile_mode={cfg.compile_mode!r} has no effect without compile=True; set both")
     return cfg
 
 

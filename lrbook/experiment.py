@@ -88,8 +88,12 @@ def provenance(device: torch.device) -> dict:
         except (OSError, subprocess.SubprocessError):
             pass
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({platform.machine()}, {torch.get_num_threads()} threads)"
+    # Settings that change the numbers a GPU computes without being part of the config.
+    numerics = {"cudnn_benchmark": torch.backends.cudnn.benchmark, "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
+                "matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
+                "float32_matmul_precision": torch.get_float32_matmul_precision()}
     return {"device": name, "git_commit": commit, "git_dirty": dirty, "versions": versions,
-            "platform": platform.platform(), "argv": sys.argv[:1]}
+            "platform": platform.platform(), "argv": sys.argv[:1], "numerics": numerics}
 
 
 def make_record(cfg: RunConfig, data, outcome, metrics: dict | None, eval_curves: dict, device: torch.device,

@@ -240,10 +240,12 @@ _CONFIG_COLUMNS = _config_columns()
 
 def records_to_frame(records: Iterable[dict], dedupe: bool = True, **filters):
     """Records as a DataFrame. With `dedupe`, runs whose configs differ only in logging fields
-    (`config.LOGGING_FIELDS`, e.g. Fig. 18's neuron probes) count once: they trained identically."""
+    (`config.LOGGING_FIELDS`, e.g. Fig. 18's neuron probes) count once: they trained identically.
+    So do runs that differ only in speed options (`config.SPEED_FIELDS`, e.g. bf16): the paper's
+    fp32 eager run is kept where there is one."""
     import pandas as pd
 
-    from .config import LOGGING_FIELDS
+    from .config import LOGGING_FIELDS, SPEED_FIELDS
 
     rows = []
     for r in records:
@@ -259,8 +261,13 @@ def records_to_frame(records: Iterable[dict], dedupe: bool = True, **filters):
     if dedupe and len(df):
         logging = [c for c in LOGGING_FIELDS if c in df]
         key = [c for c in df.columns if c in _CONFIG_COLUMNS or c.startswith(("data.", "model."))]
-        key = [c for c in key if c not in logging]
+        key = [c for c in key if c not in logging and c not in SPEED_FIELDS]
         order = df[logging].fillna(False).astype(bool).sum(axis=1) if logging else 0
+        fast = pd.Series(False, index=df.index)
+        for c, default in (("precision", "fp32"), ("channels_last", False), ("compile", False)):
+            if c in df:
+                fast |= df[c].fillna(default) != default
+        order = order + 100 * fast  # a faster-path replica only where no plain run exists
         df = df.assign(_order=order).sort_values("_order", kind="stable")
         df = df.drop_duplicates(subset=key, keep="first").drop(columns="_order").sort_index()
     for k, v in filters.items():

@@ -128,7 +128,8 @@ def train(model: nn.Module, data, cfg, device="cpu", progress: bool = False) -> 
     if cfg.channels_last and x.dim() == 4:
         model.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)  # minibatch gathers keep the format
-    forward = torch.compile(model) if cfg.compile else model  # probes and evaluation use `model`
+    forward = torch.compile(model, mode=cfg.compile_mode) if cfg.compile else model  # probes, evaluation: `model`
+    graphed = cfg.compile and cfg.compile_mode != "default"  # CUDA graphs on a GPU
     n, bs = len(y), cfg.batch_size
     steps_per_epoch = math.ceil(n / bs)
     order_gen = torch.Generator().manual_seed(cfg.seed)
@@ -173,6 +174,8 @@ def train(model: nn.Module, data, cfg, device="cpu", progress: bool = False) -> 
                 units.point(step)
             idx = perm[i * bs:(i + 1) * bs]
             xb, yb, bb = x[idx], y[idx], b[idx]
+            if graphed:  # a new step: earlier graph outputs may be overwritten (all are read by now)
+                torch.compiler.cudagraph_mark_step_begin()
             with autocast:
                 logits = forward(xb)
             logits = logits.float()

@@ -83,6 +83,10 @@ def test_cli_sweep_trains_then_skips(tmp_path, capsys):
     assert rec["config"]["lr"] == 0.05 and rec["config"]["scale"] == "smoke"
     assert main(argv) == 0
     assert "0 trained, 1 already stored" in capsys.readouterr().out
+    assert main(argv + ["--precision", "bf16", "--compile"]) == 0  # a replica on a faster path is a new run
+    assert "1 trained, 0 already stored" in capsys.readouterr().out
+    fast = [r["config"] for r in ResultStore(store).records() if r["config"]["precision"] == "bf16"]
+    assert len(fast) == 1 and fast[0]["compile"] is True and fast[0]["compile_mode"] == "default"
 
 
 # ------------------------------------------------------------------------------------ status logic

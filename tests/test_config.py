@@ -89,6 +89,8 @@ def test_grid_expands_lrs_times_seeds():
     (dict(max_epochs=0), ["max_epochs"]),
     (dict(optimizer="adam"), ["optimizer", "sgd"]),
     (dict(precision="fp16"), ["precision", "bf16"]),
+    (dict(compile=True, compile_mode="graphs"), ["compile_mode", "reduce-overhead"]),
+    (dict(compile_mode="reduce-overhead"), ["compile=True"]),
 ])
 def test_bad_input_raises_config_error_saying_what_to_do(kwargs, words):
     base = dict(dataset="parity", model="fcn", lr=0.1, scale="smoke")

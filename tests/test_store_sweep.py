@@ -302,6 +302,25 @@ def test_runs_differing_only_in_logging_fields_count_once(tmp_store):
     assert len(tmp_store.to_frame(dedupe=False)) == 4
 
 
+def test_a_bf16_replica_of_a_run_is_not_an_extra_seed(tmp_store):
+    """Speed options (bf16, channels_last, compile) change the numeric path, not the experiment: the
+    frame keeps the paper's fp32 run of each (lr, seed), or the replica where it is the only one."""
+    from lrbook import make_config
+    from lrbook.sweep import missing
+
+    plain = make_config("parity", lr=0.1, seed=0, scale="smoke")
+    bf16 = make_config("parity", lr=0.1, seed=0, scale="smoke", precision="bf16")
+    compiled_only = make_config("parity", lr=0.1, seed=1, scale="smoke", compile=True, compile_mode="reduce-overhead")
+    for cfg in (bf16, plain, compiled_only):
+        tmp_store.put({"run_id": cfg.run_id, "config": cfg.to_dict(), "status": "converged",
+                       "metrics": {"test_acc": 0.5}})
+    df = tmp_store.to_frame()
+    assert sorted(df.run_id) == sorted([plain.run_id, compiled_only.run_id])
+    assert len(tmp_store.to_frame(dedupe=False)) == 3
+    tmp_store.path(plain.run_id).unlink()
+    assert [c.run_id for c in missing([plain], tmp_store)] == [plain.run_id]  # asked for fp32: trains it
+
+
 def test_a_run_stored_with_more_logging_stands_for_the_plain_one(tmp_store):
     """A sweep never retrains a run that is stored with extra logging (same training run), but does
     train a run whose requested logging the stored record lacks."""
