@@ -289,8 +289,9 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="auto", help="cuda, cpu or auto (default)")
     p.add_argument("--models", nargs="+", choices=FIG4_MODELS, help="default fcn cnn resnet18 "
                    "(--small on a CPU: fcn cnn)")
-    p.add_argument("--packs", nargs="+", type=int, help="pack sizes K (default 1 4 16; --small: 1 4)")
-    p.add_argument("--procs", nargs="+", type=int, help="process counts K for 'procs K' rows (default on a CPU: "
+    p.add_argument("--packs", nargs="*", type=int, help="pack sizes K (default 1 4 16; --small: 1 4; "
+                   "none given: no packed rows)")
+    p.add_argument("--procs", nargs="*", type=int, help="process counts K for 'procs K' rows (default on a CPU: "
                    "the number of torch threads, e.g. 2; on CUDA: none)")
     p.add_argument("--steps", type=int, help="timed steps per row (default 100; --small: 20)")
     p.add_argument("--warmup", type=int, help="warm-up steps per row (default 10; --small: 1)")
@@ -319,7 +320,8 @@ def main(argv=None) -> int:
         torch.backends.cudnn.benchmark = True
     if args.models is None:
         args.models = ["fcn", "cnn"] if args.small and device.type == "cpu" else ["fcn", "cnn", "resnet18"]
-    args.packs = args.packs or ([1, 4] if args.small else [1, 4, 16])
+    if args.packs is None:
+        args.packs = [1, 4] if args.small else [1, 4, 16]
     if args.procs is None:
         args.procs = [torch.get_num_threads()] if device.type == "cpu" and torch.get_num_threads() > 1 else []
     args.steps = args.steps or (20 if args.small else 100)
