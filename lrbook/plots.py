@@ -39,7 +39,8 @@ def format_summary(summary, metrics=LR_EFFECT_METRICS, percent=("test_acc",)):
         scale = 100 if m in percent else 1
         digits = 1 if m in percent else 3
         out[METRIC_LABELS.get(m, m)] = [
-            "—" if np.isnan(mu) else f"{mu * scale:.{digits}f} ± {0 if np.isnan(sd) else sd * scale:.{digits}f}"
+            "—" if np.isnan(mu) else f"{mu * scale:.{digits}f}" if np.isnan(sd)  # one run: no sd
+            else f"{mu * scale:.{digits}f} ± {sd * scale:.{digits}f}"
             for mu, sd in zip(summary[f"{m}_mean"], summary[f"{m}_sd"])]
     if summary.diverged.any():
         out["diverged"] = summary.diverged

@@ -119,6 +119,17 @@ def scored_runs(df):
     return df[(df.status != "diverged") & ~under_trained(df)]
 
 
+MIN_LRS, MIN_SEEDS = 5, 3  # what "reproduced" asks of each cell
+
+
+def complete_lrs(df) -> int:
+    """LRs of one cell (one scale) with `MIN_SEEDS` finished seeds: converged, diverged (a result
+    too) or capped within 0.1% of 100% training accuracy, not `under_trained`."""
+    if len(df) == 0:
+        return 0
+    return int((df[~under_trained(df)].groupby("lr").seed.nunique() >= MIN_SEEDS).sum())
+
+
 def compare_with_paper(df, dataset: str, model: str):
     """One row per Table S1 variable: the paper's min/max, ours (min/max over per-LR means, in the
     paper's units), Spearman(LR, metric) over runs with a seed-bootstrap 95% interval, and whether the

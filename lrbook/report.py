@@ -2,8 +2,8 @@
 paper's reference values when no run exists yet."""
 from __future__ import annotations
 
-from .reference import (DATASET_NAMES, METRIC_LABELS, MIN_SCORED_TRAIN_ACC, MODEL_NAMES, S1_METRICS, paper_row,
-                        scored_runs, under_trained)
+from .reference import (DATASET_NAMES, METRIC_LABELS, MIN_LRS, MIN_SCORED_TRAIN_ACC, MODEL_NAMES, S1_METRICS,
+                        complete_lrs, paper_row, scored_runs, under_trained)
 
 
 def cell_frame(store, dataset: str, model: str, scale: str):
@@ -71,9 +71,22 @@ SCALE_PREFERENCE = ("paper", "cpu", "smoke")
 
 
 def best_scale(df) -> str | None:
-    """The most faithful scale present in `df` (paper, then cpu, then smoke)."""
-    present = set(df.scale) if len(df) else set()
-    return next((s for s in SCALE_PREFERENCE if s in present), None)
+    """The scale the book shows one cell's runs (`df`) at: the most faithful (paper, then cpu, then
+    smoke) at which the cell is complete (`MIN_LRS` LRs x `MIN_SEEDS` seeds); if none is, the one
+    with the most such LRs, then the most faithful. So a few paper-scale runs do not displace a
+    finished cpu-scale LR sweep; `cell_scales` lists the others."""
+    present = [s for s in SCALE_PREFERENCE if len(df) and s in set(df.scale)]
+    if not present:
+        return None
+    full = {s: complete_lrs(df[df.scale == s]) for s in present}
+    done = [s for s in present if full[s] >= MIN_LRS]
+    return done[0] if done else max(present, key=lambda s: (full[s], -present.index(s)))
+
+
+def cell_scales(df) -> list[str]:
+    """Every scale stored for one cell: `best_scale` first, then the others, most faithful first."""
+    first = best_scale(df)
+    return [] if first is None else [first] + [s for s in SCALE_PREFERENCE if s != first and s in set(df.scale)]
 
 
 def cells_grid_frame(store, datasets, models, scale=None):

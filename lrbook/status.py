@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .reference import under_trained
+from .reference import MIN_LRS, MIN_SEEDS, complete_lrs
+from .report import best_scale
 
 SEMI_SYNTHETIC = ("colored_mnist", "double_mnist", "mnist_cifar", "corrupted_cifar10")
 ARCHITECTURES = ("fcn", "cnn", "resnet18", "resnet50", "wide_resnet101_2")
-MIN_LRS, MIN_SEEDS = 5, 3  # what "reproduced" asks of each cell
 
 
 @dataclass(frozen=True)
@@ -63,19 +63,17 @@ PAPER_ITEMS = (
 
 
 def cell_coverage(df, dataset: str, model: str) -> dict:
-    """Runs, LRs, seeds and scales stored for one cell (the scale with most runs is reported). An LR
-    counts towards `complete` with `MIN_SEEDS` finished seeds: converged, diverged (a result too) or
-    capped within 0.1% of 100% training accuracy, not under-trained (`reference.under_trained`)."""
+    """Runs, LRs, seeds and scale stored for one cell, at the scale the book shows it at
+    (`report.best_scale`). It is `complete` with `MIN_LRS` LRs of `MIN_SEEDS` finished seeds each
+    (`reference.complete_lrs`)."""
     sub = df[(df.dataset == dataset) & (df.model == model)] if len(df) else df
     if sub is None or len(sub) == 0:
         return {"runs": 0, "lrs": 0, "seeds": 0, "scale": None, "complete": False}
-    scale = sub.scale.value_counts().idxmax()
+    scale = best_scale(sub)
     at = sub[sub.scale == scale]
-    seeds_per_lr = at[~under_trained(at)].groupby("lr").seed.nunique()
-    full_lrs = int((seeds_per_lr >= MIN_SEEDS).sum())
     return {"runs": int(len(at)), "lrs": int(at.lr.nunique()), "seeds": int(at.seed.nunique()),
             "scale": scale, "lr_min": float(at.lr.min()), "lr_max": float(at.lr.max()),
-            "complete": full_lrs >= MIN_LRS}
+            "complete": complete_lrs(at) >= MIN_LRS}
 
 
 def status_table(store=None):

@@ -50,7 +50,7 @@ lr = None  # train this LR's missing runs for the selected cells (e.g. -p lr 0.1
 lrs = None  # or a list of LRs
 train = False  # True: train the missing runs of each selected cell's LR grid
 seeds = [0, 1, 2]
-scale = None  # render: each cell at its most faithful stored scale; train: "paper" on a GPU, else "cpu"
+scale = None  # render: each cell at `report.best_scale` (most faithful complete sweep); train: "paper" on a GPU, else "cpu"
 device = "auto"
 workers = 1
 store_dir = None
@@ -66,7 +66,7 @@ from lrbook import ResultStore, grid
 from lrbook.plots import (LR_EFFECT_METRICS, REPRESENTATION_METRICS, format_summary, lr_summary, plot_lr_effects,
                           plot_pruning_curves)
 from lrbook.reference import DATASET_NAMES, MODEL_NAMES, compare_with_paper, paper_lr_grid, paper_row, scored_runs
-from lrbook.report import cells_grid_frame, coverage_note
+from lrbook.report import cell_scales, cells_grid_frame, coverage_note
 from lrbook.status import ARCHITECTURES, SEMI_SYNTHETIC
 from lrbook.sweep import run_sweep
 
@@ -211,38 +211,50 @@ if not any(d == "mnist_cifar" for d, _ in map_cells) and "mnist_cifar" in DATASE
 
 # %% [markdown]
 # ## Does each LR effect go the paper's way?
-# One row per cell with runs: the Spearman correlation of LR with each Table S1 variable over the
-# runs the comparison uses, marked ✓ when its 95% seed-bootstrap interval lies above 0 (rises with
-# LR, as the paper claims), ✗ when it lies below 0, and ? when it includes 0. The sections below give
-# every number behind it.
+# One row per cell and stored scale (the scale the figures above show first): the Spearman
+# correlation of LR with each Table S1 variable over the runs the comparison uses, marked ✓ when its
+# 95% seed-bootstrap interval lies above 0 (rises with LR, as the paper claims), ✗ when it lies
+# below 0, and ? when it includes 0. The sections below give every number behind it.
 
 # %%
 MARKS = {"yes": "✓", "no": "✗", "unclear": "?", "n/a": "n/a"}
-verdicts = {}
+every_run = store.to_frame()
+
+
+def cell_at_scales(d, m):
+    """(scale, runs) for each stored scale of a cell, the one the figures show first."""
+    sub = every_run[(every_run.dataset == d) & (every_run.model == m)]
+    return [(s, sub[sub.scale == s]) for s in ([scale] if scale else cell_scales(sub))]
+
+
+verdicts = []
 for d, m in with_runs:
-    sub = runs[(runs.dataset == d) & (runs.model == m)]
-    cmp = compare_with_paper(sub, d, m)
-    row = {"scale": sub.scale.iloc[0], "runs used": len(sub) - cmp.attrs["left_out"],
-           "LRs used": scored_runs(sub).lr.nunique()}
-    row.update({v: f"{MARKS[a]} {r:+.2f}" if a != "n/a" else "n/a"
-                for v, a, r in zip(cmp.variable, cmp.get("agrees", []), cmp.get("spearman", []))})
-    verdicts[f"{DATASET_NAMES[d]} / {MODEL_NAMES[m]}"] = row
+    for s, sub in cell_at_scales(d, m):
+        cmp = compare_with_paper(sub, d, m)
+        row = {"cell": f"{DATASET_NAMES[d]} / {MODEL_NAMES[m]}", "scale": s,
+               "runs used": len(sub) - cmp.attrs["left_out"], "LRs used": scored_runs(sub).lr.nunique()}
+        row.update({v: f"{MARKS[a]} {r:+.2f}" if a != "n/a" else "n/a"
+                    for v, a, r in zip(cmp.variable, cmp.get("agrees", []), cmp.get("spearman", []))})
+        verdicts.append(row)
 if verdicts:
-    display(pd.DataFrame(verdicts).T)
+    display(pd.DataFrame(verdicts).set_index(["cell", "scale"]))
 
 # %% [markdown]
 # ## Per cell: raw values and Table S1
-# For each cell: which scale, how many runs and seeds; the per-LR mean ± sd; then the paper's
+# For each cell and stored scale: how many runs and seeds; the per-LR mean ± sd; then the paper's
 # Table S1 range beside ours, the Spearman correlation of LR with each variable (95% interval from
 # resampling seeds within LRs) and whether its sign agrees with the paper.
 
 # %%
 shown = LR_EFFECT_METRICS + REPRESENTATION_METRICS + ("test_bc_acc",)
 for d, m in with_runs:
-    sub = runs[(runs.dataset == d) & (runs.model == m)]
-    display(Markdown(f"### {DATASET_NAMES[d]} / {MODEL_NAMES[m]}\n" + coverage_note(sub, sub.scale.iloc[0])))
-    display(format_summary(lr_summary(sub, shown), shown, percent=("test_acc", "test_bc_acc")))
-    display(compare_with_paper(sub, d, m).round(3))
+    display(Markdown(f"### {DATASET_NAMES[d]} / {MODEL_NAMES[m]}"))
+    at_scales = cell_at_scales(d, m)
+    for i, (s, sub) in enumerate(at_scales):
+        head = f"**Scale `{s}`**{' (shown in the figures)' if i == 0 and len(at_scales) > 1 else ''}. "
+        display(Markdown((head if len(at_scales) > 1 else "") + coverage_note(sub, s)))
+        display(format_summary(lr_summary(sub, shown), shown, percent=("test_acc", "test_bc_acc")))
+        display(compare_with_paper(sub, d, m).round(3))
 
 # %% [markdown]
 # ## Running the cells that have no results here

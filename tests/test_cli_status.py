@@ -125,6 +125,28 @@ def test_under_trained_lrs_do_not_complete_a_cell_but_diverged_ones_do(tmp_store
     assert cell_coverage(tmp_store.to_frame(), "parity", "fcn")["complete"]
 
 
+def test_a_cell_is_shown_at_its_most_faithful_complete_scale(tmp_store):
+    """A few paper-scale runs do not displace a finished cpu-scale sweep (figures, status page)."""
+    from lrbook.report import best_scale, cell_scales
+
+    fabricate(tmp_store, scale="cpu")
+    fabricate(tmp_store, lrs=LRS[:2], scale="paper")
+    df = tmp_store.to_frame()
+    assert best_scale(df) == "cpu" and cell_scales(df) == ["cpu", "paper"]
+    assert cell_coverage(df, "parity", "fcn")["scale"] == "cpu"
+    fabricate(tmp_store, lrs=LRS[2:], scale="paper")
+    df = tmp_store.to_frame()
+    assert best_scale(df) == "paper" and cell_scales(df) == ["paper", "cpu"]
+    # no complete scale: the one with more complete LRs, a tie going to the more faithful one
+    fabricate(tmp_store, dataset="moon_star", lrs=LRS[:3], scale="smoke")
+    fabricate(tmp_store, dataset="moon_star", lrs=LRS[:1], scale="paper")
+    moon = tmp_store.to_frame(dataset="moon_star")
+    assert best_scale(moon) == "smoke"
+    fabricate(tmp_store, dataset="moon_star", lrs=LRS[1:3], scale="paper")
+    assert best_scale(tmp_store.to_frame(dataset="moon_star")) == "paper"
+    assert best_scale(moon.iloc[0:0]) is None and cell_scales(moon.iloc[0:0]) == []
+
+
 def test_multi_cell_items_need_every_cell(tmp_store):
     fabricate(tmp_store)
     fabricate(tmp_store, dataset="moon_star")
@@ -252,3 +274,16 @@ def test_paper_lr_grid():
     assert len(paper_lr_grid("moon_star", "fcn", n=7)) == 7
     with pytest.raises(KeyError, match="parity/resnet50"):
         paper_lr_grid("parity", "resnet50")
+
+
+def test_lr_summary_table_shows_sd_only_where_there_are_seeds():
+    from lrbook.plots import format_summary, lr_summary
+
+    df = pd.DataFrame({"lr": [0.1, 0.1, 0.4, 0.4], "seed": [0, 1, 0, 1], "status": ["converged"] * 3 + ["diverged"],
+                       "epochs": [5, 7, 3, 2], "test_acc": [0.50, 0.54, 0.695, float("nan")]})
+    summary = lr_summary(df, ("test_acc",))
+    assert summary.test_acc_mean.tolist() == pytest.approx([0.52, 0.695])
+    assert summary.test_acc_sd[0] == pytest.approx(0.02 * 2**0.5) and math.isnan(summary.test_acc_sd[1])
+    table = format_summary(summary, ("test_acc",))
+    assert table["Unbiased test acc."].tolist() == ["52.0 ± 2.8", "69.5"]  # one finished run: no sd to show
+    assert table.diverged.tolist() == [0, 1]
