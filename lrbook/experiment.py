@@ -12,7 +12,7 @@ from . import __version__
 from .attribution import attribution_entropy, attribution_map, region_shares
 from .config import RunConfig, validate
 from .data import dataset_for
-from .metrics import (PRUNE_FRACTIONS, class_separation, group_accuracies, kappa_compressibility,
+from .metrics import (PRUNE_FRACTIONS, class_separation, group_accuracies, has_batchnorm, kappa_compressibility,
                       parameter_compressibility, pq_index, predict, prunability, pruning_curve,
                       selectivity_index, sparsity)
 from .models import build_model, penultimate_activations
@@ -38,6 +38,18 @@ def evaluate(model, data, cfg: RunConfig) -> tuple[dict, dict, dict]:
         curve = pruning_curve(model, data.x_test, data.y_test, method=method)
         curves[f"prune_{method}"] = list(curve.values())
         metrics["prunability" if method == "structured" else "prunability_magnitude"] = prunability(curve, test["acc"])
+    if has_batchnorm(model):
+        # Diagnostic beside the spec's prunability (running BN statistics): the same structured
+        # pruning evaluated with BN batch statistics, in batches of the training batch size. The
+        # first author's evaluation code in a related project (github.com/mbarsbey/advcomp,
+        # utils/statistics.py) computes accuracies in train mode unless asked otherwise; BN then
+        # partly repairs what pruning removed, so this can be much higher for ResNets.
+        bs = cfg.batch_size
+        base = (predict(model, data.x_test, batch_size=bs, bn="batch") == data.y_test).float().mean().item()
+        curve = pruning_curve(model, data.x_test, data.y_test, method="structured", bn="batch", batch_size=bs)
+        curves["prune_structured_bn_batch"] = list(curve.values())
+        metrics["test_acc_bn_batch"] = base
+        metrics["prunability_bn_batch"] = prunability(curve, base)
 
     # Representation metrics on a fixed random subset of the test set (same for every run).
     sub = torch.randperm(len(data.y_test), generator=torch.Generator().manual_seed(0))[:cfg.eval_n]

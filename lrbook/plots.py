@@ -113,16 +113,19 @@ def plot_attribution_trace(record, regions=("core", "spurious", "noise"), ax=Non
 
 
 def plot_pruning_curves(records, method="structured", ax=None, title=None):
-    """Unbiased accuracy against pruning fraction, one line per LR (mean over seeds; Fig. 21/22)."""
+    """Unbiased accuracy against pruning fraction, one line per LR (mean over seeds; Fig. 21/22).
+    `method`: structured, magnitude, or structured_bn_batch (evaluated with BatchNorm batch
+    statistics; records without that curve are skipped)."""
     import matplotlib.pyplot as plt
 
     if ax is None:
         _, ax = plt.subplots(figsize=(4.5, 3.2))
     by_lr: dict[float, list] = {}
     under_trained = set()
-    trained = [r for r in records if r["status"] != "diverged"]
+    base_key = "test_acc_bn_batch" if method.endswith("_bn_batch") else "test_acc"
+    trained = [r for r in records if r["status"] != "diverged" and f"prune_{method}" in r["curves"]]
     for r in trained:
-        curve = [r["metrics"]["test_acc"]] + r["curves"][f"prune_{method}"]
+        curve = [r["metrics"][base_key]] + r["curves"][f"prune_{method}"]
         by_lr.setdefault(r["config"]["lr"], []).append(curve)
         if r["status"] == "max_epochs" and r["metrics"]["train_acc"] < MIN_SCORED_TRAIN_ACC:
             under_trained.add(r["config"]["lr"])
@@ -132,7 +135,7 @@ def plot_pruning_curves(records, method="structured", ax=None, title=None):
         label = f"LR {lr:g}" + (" (under-trained)" if lr in under_trained else "")
         ax.plot(fractions, np.mean(by_lr[lr], 0), color=cmap(i / max(1, len(by_lr) - 1)), label=label,
                 linestyle=":" if lr in under_trained else "-")
-    ax.set_xlabel(f"pruning fraction ({method})")
+    ax.set_xlabel(f"pruning fraction ({method.replace('_bn_batch', ', BN batch stats')})")
     ax.set_ylabel("unbiased test accuracy")
     if title:
         ax.set_title(title)

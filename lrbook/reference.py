@@ -24,7 +24,7 @@ METRIC_LABELS = {"test_acc": "Unbiased test acc.", "prunability": "Prunability",
                  "act_sparsity": "Act. sparsity", "bsi": "Avg. BSI", "test_bc_acc": "BC test acc.",
                  "test_ba_acc": "BA test acc.", "max_bc_loss_ratio": "Max BC loss ratio",
                  "param_compressibility": "Param. compressibility", "prunability_magnitude": "Prunability (magnitude)",
-                 "act_pq_index": "Act. PQ-index"}
+                 "act_pq_index": "Act. PQ-index", "prunability_bn_batch": "Prunability (BN batch stats)"}
 
 
 @lru_cache(maxsize=None)

@@ -158,16 +158,31 @@ _ = cell_panels(REPRESENTATION_METRICS, "Fig. 5: core-feature utilisation (CSI) 
 # Unbiased test accuracy after removing a fraction of each layer's neurons/filters with the
 # smallest L1 norm (structured, left) or of its smallest weights (magnitude, right), one line per
 # LR (mean over seeds), no fine-tuning.
+#
+# For networks with BatchNorm (the ResNets), runs trained since this diagnostic was added also
+# store the structured curve evaluated with BatchNorm *batch* statistics (third panel, and the
+# table below it): BN then re-normalises what pruning removed. The spec's prunability uses the
+# running statistics (eval mode). Evaluating in train mode is the default of the first author's
+# evaluation code in a related project, so this is our candidate explanation for why our ResNet18
+# prunability range is much narrower than the paper's. It is a diagnostic, not the scored metric.
 
 # %%
 for d, m in with_runs:
     sub = runs[(runs.dataset == d) & (runs.model == m)]
     recs = [store.get(r) for r in sub.run_id]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.3))
+    bn_batch = [r for r in recs if "prune_structured_bn_batch" in r["curves"]]
+    fig, axes = plt.subplots(1, 3 if bn_batch else 2, figsize=(15 if bn_batch else 10, 3.3))
     plot_pruning_curves(recs, "structured", ax=axes[0], title=f"{DATASET_NAMES[d]} / {MODEL_NAMES[m]}: structured")
     plot_pruning_curves(recs, "magnitude", ax=axes[1], title="magnitude")
+    if bn_batch:
+        plot_pruning_curves(bn_batch, "structured_bn_batch", ax=axes[2],
+                            title=f"structured, BN batch statistics ({len(bn_batch)} runs)")
     fig.tight_layout()
     plt.show()
+    if bn_batch:
+        both = sub[sub.run_id.isin([r["run_id"] for r in bn_batch])]
+        display(format_summary(lr_summary(both, ("prunability", "prunability_bn_batch")),
+                               ("prunability", "prunability_bn_batch")))
 
 # %% [markdown]
 # ## Where the networks look (Fig. 8)

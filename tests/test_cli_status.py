@@ -287,3 +287,23 @@ def test_lr_summary_table_shows_sd_only_where_there_are_seeds():
     table = format_summary(summary, ("test_acc",))
     assert table["Unbiased test acc."].tolist() == ["52.0 ± 2.8", "69.5"]  # one finished run: no sd to show
     assert table.diverged.tolist() == [0, 1]
+
+
+def test_pruning_curves_with_bn_batch_statistics_start_from_their_own_base_accuracy():
+    import matplotlib
+    matplotlib.use("Agg")
+    from lrbook.plots import plot_pruning_curves
+
+    def rec(lr, bn_batch):
+        curves = {"prune_fractions": [0.5], "prune_structured": [0.1]}
+        metrics = {"test_acc": 0.8, "train_acc": 1.0}
+        if bn_batch:
+            curves["prune_structured_bn_batch"] = [0.6]
+            metrics["test_acc_bn_batch"] = 0.75
+        return {"status": "converged", "config": {"lr": lr}, "metrics": metrics, "curves": curves}
+
+    ax = plot_pruning_curves([rec(0.1, True), rec(0.2, False)], "structured_bn_batch")
+    assert [list(line.get_ydata()) for line in ax.get_lines()] == [[0.75, 0.6]]  # LR 0.2 has no such curve
+    assert "BN batch stats" in ax.get_xlabel()
+    ax = plot_pruning_curves([rec(0.1, True), rec(0.2, False)], "structured")
+    assert [list(line.get_ydata()) for line in ax.get_lines()] == [[0.8, 0.1], [0.8, 0.1]]

@@ -255,6 +255,56 @@ def test_pruning_curve_and_prunability():
     assert math.isnan(prunability({0.5: 0.1}, base_acc=0.0))
 
 
+def _bn_net():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(1, 4, 3, bias=False), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(),
+                         nn.Linear(4 * 4 * 4, 3))
+
+
+def test_batch_statistics_predict_normalises_with_the_batch_and_leaves_the_model_alone():
+    m = _bn_net()
+    x = 5 + 3 * torch.randn(40, 1, 6, 6, generator=torch.Generator().manual_seed(1))  # far from running stats
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    got = predict(m, x, batch_size=20, bn="batch")
+    assert all(torch.equal(v, m.state_dict()[k]) for k, v in before.items()) and m.training
+    # hand-made: each batch of 20 normalised by its own mean and biased variance = eval mode with
+    # running statistics set to exactly those
+    expect = []
+    for xb in (x[:20], x[20:]):
+        ref = _bn_net().eval()
+        h = ref[0](xb)
+        ref[1].running_mean.copy_(h.mean((0, 2, 3)))
+        ref[1].running_var.copy_(h.var((0, 2, 3), unbiased=False))
+        with torch.no_grad():
+            expect.append(ref(xb).argmax(1))
+    assert torch.equal(got, torch.cat(expect))
+    assert not torch.equal(got, predict(m, x, bn="running"))  # fresh running stats (0, 1) do not fit this input
+    with pytest.raises(ValueError, match="running"):
+        predict(m, x, bn="train")
+
+
+def test_batch_statistics_pruning_curve_is_recorded_for_batchnorm_models_only(monkeypatch):
+    from lrbook import metrics
+    from lrbook.config import make_config
+    from lrbook.data import make_dataset
+    from lrbook.experiment import evaluate
+
+    monkeypatch.setattr(metrics, "magnitude_prune", lambda m, p: m)  # slow on ResNet18, not tested here
+
+    data = make_dataset("moon_star", n_train=40, n_test=60, image_size=32)
+    cfg = make_config("moon_star", "resnet18", lr=0.1, scale="smoke", batch_size=20)
+    torch.manual_seed(0)
+    model = build_model("resnet18", tuple(data.x_train.shape[1:]), 2)
+    metrics, curves, _ = evaluate(model, data, cfg)
+    assert len(curves["prune_structured_bn_batch"]) == 9
+    assert 0 <= metrics["test_acc_bn_batch"] <= 1
+    base = (predict(model, data.x_test, batch_size=20, bn="batch") == data.y_test).float().mean().item()
+    assert metrics["test_acc_bn_batch"] == pytest.approx(base)
+    fcn_metrics, fcn_curves, _ = evaluate(build_model("fcn", tuple(data.x_train.shape[1:]), 2),
+                                          data, make_config("moon_star", "fcn", lr=0.1, scale="smoke"))
+    assert "prunability_bn_batch" not in fcn_metrics and "prune_structured_bn_batch" not in fcn_curves
+
+
 # ---------------------------------------------------------------------------- attribution
 
 
