@@ -148,8 +148,9 @@ def magnitude_prune(model: nn.Module, fraction: float) -> nn.Module:
         k = int(round(fraction * w.numel()))
         if k == 0:
             continue
-        drop = w.abs().flatten().argsort()[:k]
-        w.view(-1)[drop] = 0
+        drop = torch.zeros(w.numel(), dtype=torch.bool, device=w.device)
+        drop[w.abs().flatten().argsort()[:k]] = True
+        w.masked_fill_(drop.view(w.shape), 0)  # not w.view(-1): a channels_last weight has no flat view
     return pruned
 
 

@@ -1,6 +1,7 @@
 """lrbook.metrics and lrbook.attribution on hand-computed cases (REPRODUCTION_SPEC section 4)."""
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -238,6 +239,17 @@ def test_magnitude_prune_zeroes_the_smallest_weights():
         assert w0[zeroed].abs().max() <= w0[~zeroed].abs().min()
         assert torch.equal(w[~zeroed], w0[~zeroed])
     assert torch.equal(p.classifier.weight, m.classifier.weight)
+
+
+def test_magnitude_prune_of_a_channels_last_model_matches_the_contiguous_one():
+    # channels_last is a sweep speed option; its conv weights have no flat view
+    torch.manual_seed(2)
+    conv = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 4 * 4, 2))
+    last = copy.deepcopy(conv).to(memory_format=torch.channels_last)
+    assert not last[0].weight.is_contiguous()
+    p, p_last = magnitude_prune(conv, 0.5), magnitude_prune(last, 0.5)
+    assert int((p[0].weight == 0).sum()) == round(0.5 * conv[0].weight.numel())
+    assert torch.equal(p[0].weight, p_last[0].weight)
 
 
 def test_pruning_curve_and_prunability():
