@@ -65,7 +65,8 @@ from IPython.display import Markdown, display
 from lrbook import ResultStore, grid
 from lrbook.plots import (LR_EFFECT_METRICS, REPRESENTATION_METRICS, format_summary, lr_summary, plot_lr_effects,
                           plot_pruning_curves)
-from lrbook.reference import DATASET_NAMES, MODEL_NAMES, compare_with_paper, paper_lr_grid, paper_row, scored_runs
+from lrbook.reference import (DATASET_NAMES, MODEL_NAMES, bootstrap_spearman, compare_with_paper, paper_lr_grid,
+                              paper_row, scored_runs, spearman)
 from lrbook.report import cell_scales, cells_grid_frame, coverage_note
 from lrbook.status import ARCHITECTURES, SEMI_SYNTHETIC
 from lrbook.sweep import run_sweep
@@ -165,6 +166,7 @@ _ = cell_panels(REPRESENTATION_METRICS, "Fig. 5: core-feature utilisation (CSI) 
 # running statistics (eval mode). Evaluating in train mode is the default of the first author's
 # evaluation code in a related project, so this is our candidate explanation for why our ResNet18
 # prunability range is much narrower than the paper's. It is a diagnostic, not the scored metric.
+# The line under each table gives both measurements' Spearman correlation with LR over the same runs.
 
 # %%
 for d, m in with_runs:
@@ -183,6 +185,11 @@ for d, m in with_runs:
         both = sub[sub.run_id.isin([r["run_id"] for r in bn_batch])]
         display(format_summary(lr_summary(both, ("prunability", "prunability_bn_batch")),
                                ("prunability", "prunability_bn_batch")))
+        if both.lr.nunique() >= 2:
+            print(f"Spearman with LR over these {len(both)} runs ({both.lr.nunique()} LRs), 95% seed-bootstrap "
+                  "interval: " + "; ".join(f"{k} {spearman(both.lr, both[k]):+.2f} "
+                                           "[{:+.2f}, {:+.2f}]".format(*bootstrap_spearman(both, k))
+                                           for k in ("prunability", "prunability_bn_batch")))
 
 # %% [markdown]
 # ## Where the networks look (Fig. 8)
