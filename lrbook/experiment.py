@@ -16,6 +16,7 @@ from .metrics import (PRUNE_FRACTIONS, class_separation, group_accuracies, has_b
                       parameter_compressibility, pq_index, predict, prunability, pruning_curve,
                       selectivity_index, sparsity)
 from .models import build_model, penultimate_activations
+from .record import SCHEMA_VERSION
 from .store import ResultStore, repo_root
 from .train import resolve_device, train
 
@@ -119,6 +120,7 @@ def make_record(cfg: RunConfig, data, outcome, metrics: dict | None, eval_curves
                             and not k.startswith(("test_", "unit_"))})
     finished = dt.datetime.now(dt.timezone.utc)
     return {
+        "schema_version": SCHEMA_VERSION,
         "run_id": cfg.run_id,
         "config": cfg.to_dict(),
         "status": outcome.status,

@@ -6,7 +6,7 @@ over every machine Ray knows (optional: `pip install -e ".[ray]"`; the local pro
     run_sweep_ray(grid("parity", lrs=LRS, seeds=(0, 1, 2)), gpus_per_run=0.25)   # 4 runs per GPU
     run_sweep_ray(configs, address="auto")            # a running cluster (or "ray://head:10001")
 
-Each run is one Ray task whose body is `lrbook.sweep._run_one`: it claims the run in the store,
+Each run is one Ray task whose body is `lrbook.sweep.run_one`: it claims the run in the store,
 trains it and writes the record with `ResultStore.put` (atomic) from the worker itself. So:
 
 * The store folder must be shared storage (NFS, a cluster file system...) mounted at the same
@@ -16,28 +16,23 @@ trains it and writes the record with `ResultStore.put` (atomic) from the worker 
 * Stored runs are never retrained: the driver skips them before submitting, and the worker's
   `claim()` checks again (a run finished elsewhere meanwhile is reported as already stored).
 * A worker that dies mid-run (killed, out of memory, node lost) gets its task retried by Ray, up
-  to `max_retries` times. The dead attempt's claim file (`runs/<run_id>.lock`, "host pid") does
-  not block the retry: on the same host the store sees the dead pid and takes the claim over; on
-  another host (where the store cannot test the pid) the task takes over a claim only if it is
-  the one its own earlier attempt wrote, which it knows from a small note left next to the claim
-  (`runs/.<run_id>.lock.<ray task id>`, "host pid" of the attempt; the task id stays the same
-  across retries). A claim of any other process is respected: that run is reported as running
-  elsewhere. A claim of a node that died outside any retry (retries exhausted, or a plain
-  `run_sweep` on that node) stays until deleted by hand: `rm <store>/runs/<run_id>.lock`. (Should
-  Ray retry a task whose old attempt still runs, e.g. on a node cut off from the head but alive,
-  both train the run; each writes the same record atomically, so only time is lost.)
+  to `max_retries` times. The dead attempt's claim does not block the retry: the claim names its
+  Ray task id as owner (the id stays the same across retries), and a claim of the same owner is
+  taken over at once. A claim of any other process is respected while its heartbeat lives; one
+  whose heartbeat stopped (a node that died outside any retry) is taken over after
+  `lrbook.store.claim_timeout()` seconds. (Should Ray retry a task whose old attempt still runs,
+  e.g. on a node cut off from the head but alive, both train the run; each writes the same record
+  atomically, so only time is lost.)
 """
 from __future__ import annotations
 
 import os
-import socket
 import traceback
 import warnings
 from pathlib import Path
 
-from .config import RunConfig, validate
 from .store import ResultStore
-from .sweep import SweepReport, already_stored, missing
+from .sweep import SweepReport, finish, plan
 
 INSTALL_HINT = ('run_sweep_ray needs Ray, an optional extra of lrbook: pip install -e ".[ray]" '
                 '(or pip install "ray[default]>=2.9"); the local lrbook.sweep.run_sweep needs no Ray')
@@ -53,46 +48,15 @@ def _import_ray():
 
 # -- the task, run on a Ray worker -------------------------------------------------------------
 
-def _note_path(store: ResultStore, run_id: str, task_id: str) -> Path:
-    """Where a task notes which process ("host pid") of it claims `run_id`."""
-    return store.runs / f".{run_id}.lock.{task_id}"
-
-
-def _me() -> str:
-    return f"{socket.gethostname()} {os.getpid()}"  # what ResultStore.claim writes into the claim
-
-
-def _take_over_own_claim(store: ResultStore, run_id: str, task_id: str) -> bool:
-    """Remove the claim of `run_id` if an earlier (dead) attempt of this very task wrote it."""
-    note, lock = _note_path(store, run_id, task_id), store._lock(run_id)
-    try:
-        mine, held = note.read_text().strip(), lock.read_text().strip()
-    except OSError:
-        return False
-    if not mine or mine != held or mine == _me():
-        return False
-    lock.unlink(missing_ok=True)
-    return True
-
-
 def _attempt(body, cfg_dict: dict, store_root: str, device: str, data_root, threads: int | None):
-    """One attempt of one run: take over the claim of an earlier attempt of this task that died,
-    note who this attempt is, then run `body` (`_run_one`: claim, train, put, release)."""
+    """One attempt of one run: `body` (`run_one`: claim, train, put, release) with this Ray task's id
+    as the claim's owner, so that a retry takes over the claim of an attempt that died."""
     import ray
 
-    if body is None:
-        from .sweep import _run_one as body
-    store = ResultStore(store_root)
-    run_id = RunConfig.from_dict(cfg_dict).run_id
+    from .sweep import run_one
+
     task_id = ray.get_runtime_context().get_task_id() or "driver"
-    store.check_writable()
-    _take_over_own_claim(store, run_id, task_id)
-    note = _note_path(store, run_id, task_id)
-    note.write_text(_me())
-    try:
-        return body(cfg_dict, store_root, device, data_root, threads, False)
-    finally:
-        note.unlink(missing_ok=True)
+    return (body or run_one)(cfg_dict, store_root, device, data_root, threads, False, owner=f"ray-task-{task_id}")
 
 
 _REMOTE = None
@@ -152,19 +116,16 @@ def run_sweep_ray(configs, store: ResultStore | None = None, address: str | None
         raises an error is not retried: it is reported as failed, like in `run_sweep`).
     store: shared by the driver and all workers (see the module docstring); default: the default
         store ($LRBOOK_STORE or results/).
-    _body: for tests, a function with `_run_one`'s signature run in place of it.
+    _body: for tests, a function with `run_one`'s signature run in place of it.
     """
     from tqdm.auto import tqdm
 
     ray = _import_ray()
     store = ResultStore() if store is None else store
-    store.check_writable()
-    configs = [validate(c) for c in configs]
     worker_device = _check_device(device, gpus_per_run)
     if cpus_per_run <= 0 or gpus_per_run < 0:
         raise ValueError("cpus_per_run must be > 0 and gpus_per_run >= 0")
-    report = SweepReport(already_stored=already_stored(configs, store))
-    todo = missing(configs, store)
+    report, todo = plan(configs, store)
     if not todo:
         return report
 
@@ -184,17 +145,14 @@ def run_sweep_ray(configs, store: ResultStore | None = None, address: str | None
         opts = dict(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=max_retries, retry_exceptions=False)
         refs = {_remote().options(name=f"lrbook-{c.run_id}", **opts).remote(
             _body, c.to_dict(), root, worker_device, data, threads): c.run_id for c in todo}
-        _collect(ray, refs, report, store, tqdm(total=len(refs), desc="ray sweep", disable=not progress))
+        _collect(ray, refs, report, tqdm(total=len(refs), desc="ray sweep", disable=not progress))
     finally:
         if started_here:
             ray.shutdown()
-    if report.failed:
-        first = next(iter(report.failed.values()))
-        raise RuntimeError(f"{len(report.failed)} run(s) failed ({report}); first error:\n{first}")
-    return report
+    return finish(report)
 
 
-def _collect(ray, refs: dict, report: SweepReport, store: ResultStore, bar) -> None:
+def _collect(ray, refs: dict, report: SweepReport, bar) -> None:
     pending = list(refs)
     try:
         while pending:
@@ -206,14 +164,7 @@ def _collect(ray, refs: dict, report: SweepReport, store: ResultStore, bar) -> N
                 except Exception as e:  # RayTaskError (the run raised), WorkerCrashedError (retries spent)
                     report.failed[run_id] = str(e) or traceback.format_exc()
                 else:
-                    if outcome == "stored":
-                        report.already_stored.append(run_id)
-                    elif outcome != "claimed":
-                        report.trained.append(run_id)
-                    elif store.has(run_id):  # finished by another process since the driver looked
-                        report.already_stored.append(run_id)
-                    else:
-                        report.claimed_elsewhere.append(run_id)
+                    report.note(run_id, outcome)
                 bar.update()
     except BaseException:  # Ctrl-C: stop the runs in flight (KeyboardInterrupt in them: claims released)
         for ref in pending:

@@ -1,25 +1,42 @@
 """Results store: one JSON record per training run, keyed by the hash of its config.
 
-Layout: `<root>/runs/<run_id>.json`, plus `<root>/artefacts/<run_id>/` for small artefacts
-(attribution maps; never checkpoints). Writes go to a temporary file in the same folder and are
-renamed into place, so readers never see a partial record and concurrent writers cannot corrupt
-one. A claim file (`<run_id>.lock`, created with O_EXCL) keeps two workers from training the same
-run; a claim whose process is gone is taken over.
+Layout: `<root>/runs/<run_id>.json` (the record, `lrbook.record`), plus `<root>/artefacts/<run_id>/`
+for small artefacts (attribution maps, unit traces; never checkpoints). Writes go to a temporary
+file in the same folder and are renamed into place, so readers never see a partial record and
+concurrent writers cannot corrupt one. A file that is not a valid record is skipped and reported by
+name, and its run counts as missing. A claim file (`runs/<run_id>.lock`) with a heartbeat keeps two
+processes, hosts or users from training the same run; a claim whose heartbeat stops is taken over
+(`ResultStore.claim`). Hidden files in runs/ (`.<run_id>-*.tmp`, `.claim`, `.takeover`) are
+in-flight writes; `ResultStore.clean` removes the ones an interrupted process left.
 """
 from __future__ import annotations
 
+import contextlib
+import getpass
 import json
 import math
 import os
 import socket
 import tempfile
+import threading
 import time
+import warnings
 from pathlib import Path
 from typing import Iterable
+
+from .record import BadRecord, load_record
 
 
 class StoreError(OSError):
     pass
+
+
+class ClaimBlocked(StoreError):
+    """A stale claim that this process may not remove; the message says what to do."""
+
+
+class BadRecordWarning(UserWarning):
+    """Bad record files were skipped."""
 
 
 def _umask() -> int:
@@ -114,10 +131,18 @@ class ResultStore:
             return {k: z[k] for k in z.files}
 
     def has(self, run_id: str) -> bool:
-        return self.path(run_id).is_file()
+        """Whether a valid record of `run_id` is stored (a bad file counts as missing, so the run is
+        trained again and the file replaced)."""
+        try:
+            self.get(run_id)
+        except (FileNotFoundError, BadRecord):
+            return False
+        return True
 
     def get(self, run_id: str) -> dict:
-        return json.loads(self.path(run_id).read_text())
+        """The record of `run_id`, upgraded to the current schema (`lrbook.record`); `BadRecord`,
+        naming the file, if the file is not a valid record."""
+        return load_record(self.path(run_id))
 
     def put(self, record: dict) -> Path:
         """Write `record` atomically under its `run_id`."""
@@ -136,52 +161,152 @@ class ResultStore:
         return target
 
     def stored_configs(self) -> dict[str, dict]:
-        """run_id -> config of every stored record."""
+        """run_id -> config of every valid stored record."""
         return {r["run_id"]: r["config"] for r in self.records()}
 
-    def records(self) -> Iterable[dict]:
-        if not self.runs.is_dir():
-            return []
-        return [json.loads(p.read_text()) for p in sorted(self.runs.glob("*.json"))]
+    def records(self) -> list[dict]:
+        """Every valid record, upgraded to the current schema. Bad files are skipped with a warning
+        that names them; `bad_records()` lists them."""
+        good, bad = self._scan()
+        if bad:
+            warnings.warn(f"{len(bad)} bad record(s) in {self.runs} skipped: "
+                          + "; ".join(str(b) for b in bad[:3]) + (" ..." if len(bad) > 3 else "")
+                          + " (`python -m lrbook status --check` lists them; a sweep retrains their runs)",
+                          BadRecordWarning, stacklevel=2)
+        return good
+
+    def bad_records(self) -> list[BadRecord]:
+        """The files in runs/ that are not valid records, each with its reason."""
+        return self._scan()[1]
+
+    def _scan(self) -> tuple[list[dict], list[BadRecord]]:
+        good, bad = [], []
+        if self.runs.is_dir():
+            for p in sorted(self.runs.glob("*.json")):
+                try:
+                    good.append(load_record(p))
+                except BadRecord as e:
+                    bad.append(e)
+                except FileNotFoundError:  # replaced or removed while scanning
+                    pass
+        return good, bad
 
     def __len__(self):
-        return len(list(self.runs.glob("*.json"))) if self.runs.is_dir() else 0
+        return len(self._scan()[0])
 
-    # -- claims: one trainer per run across processes ------------------------------------------
-    def _lock(self, run_id: str) -> Path:
+    # -- claims: one trainer per run across processes, hosts and users -------------------------
+    def lock_path(self, run_id: str) -> Path:
+        """The claim file of `run_id` (see `claim`)."""
         return self.runs / f"{run_id}.lock"
 
-    def claim(self, run_id: str) -> bool:
-        """True if this process may train `run_id` now (not stored, not claimed by a live process)."""
+    def claim(self, run_id: str, owner: str | None = None) -> bool:
+        """True if this process may train `run_id` now: it is not stored and no live process holds
+        its claim. The claim file `runs/<run_id>.lock` (JSON: host, pid, process start, user,
+        owner, time) is kept alive by a heartbeat (its modification time, touched every
+        `HEARTBEAT_S` by a thread of this process) until `release`. A claim is stale, and taken
+        over, when its heartbeat is older than `claim_timeout()` whatever host wrote it, or at once
+        when it was written on this host by a process that is gone (or whose pid was reused), or
+        when `owner` (e.g. a Ray task id) is the one that wrote it: an earlier, dead attempt of the
+        same task. Raises `ClaimBlocked` if a stale claim cannot be removed (a sticky folder
+        shared by several users)."""
         self.check_writable()
         if self.has(run_id):
+            self._remove_if_stale(self.lock_path(run_id))  # left by a kill between put and release
             return False
-        lock = self._lock(run_id)
-        # Write "host pid" to a temporary file, then link it into place: the claim appears complete
-        # or not at all, so no reader ever sees an empty claim and mistakes it for a stale one.
+        lock = self.lock_path(run_id)
         fd, tmp = tempfile.mkstemp(dir=self.runs, prefix=f".{run_id}-", suffix=".claim")
+        os.fchmod(fd, _FILE_MODE)  # readable by the other users of a shared store
+        token = json.dumps(_claim_info(owner))
         with os.fdopen(fd, "w") as f:
-            f.write(f"{socket.gethostname()} {os.getpid()}")
+            f.write(token)
+        # The claim is written to a temporary file, then linked into place: it appears complete or
+        # not at all, so no reader ever sees an empty claim and mistakes it for a stale one.
         try:
-            for _ in range(2):
-                try:
-                    os.link(tmp, lock)
-                except FileExistsError:
-                    if _claim_is_stale(lock):
-                        lock.unlink(missing_ok=True)
-                        continue
+            try:
+                os.link(tmp, lock)
+            except FileExistsError:
+                seen = _stat(lock)
+                if seen is None or not claim_is_stale(lock, owner):
                     return False
+                if not _take_over(lock, seen, tmp):
+                    return False
+            _HEARTBEAT.add(lock, token)
+            try:
                 if self.has(run_id):  # finished elsewhere between the check and the claim
                     self.release(run_id)
                     return False
-                return True
-            return False
+            except BaseException:  # a signal right after the claim appeared: do not leave it
+                self.release(run_id)
+                raise
+            return True
         finally:
             Path(tmp).unlink(missing_ok=True)
 
     def release(self, run_id: str) -> bool:
-        self._lock(run_id).unlink(missing_ok=True)
-        return True
+        """Give up this process's claim of `run_id`; a claim another process holds is left alone."""
+        lock = self.lock_path(run_id)
+        token = _HEARTBEAT.discard(lock)
+        if token is not None and _holds(lock, token):
+            lock.unlink(missing_ok=True)
+            return True
+        return False
+
+    @contextlib.contextmanager
+    def claimed(self, run_id: str, owner: str | None = None):
+        """`with store.claimed(run_id) as ok:` claims (see `claim`), yields whether it did, and
+        releases on exit, also on an exception or a signal."""
+        ok = self.claim(run_id, owner)
+        try:
+            yield ok
+        finally:
+            if ok:
+                self.release(run_id)
+
+    def claims(self) -> list[dict]:
+        """Every claim file in the store: run_id, holder (host, pid, user), heartbeat age, stale."""
+        out = []
+        for lock in sorted(self.runs.glob("*.lock")) if self.runs.is_dir() else []:
+            st = _stat(lock)
+            if st is None:
+                continue
+            info = _read_claim(lock) or {}
+            out.append({"run_id": lock.stem, "host": info.get("host"), "pid": info.get("pid"),
+                        "user": info.get("user"), "heartbeat_age_s": round(time.time() - st.st_mtime, 1),
+                        "stale": claim_is_stale(lock), "stored": self.has(lock.stem)})
+        return out
+
+    def clean(self, min_age_s: float = 600.0) -> list[Path]:
+        """Remove what interrupted processes leave in runs/: stale claims (also one beside a stored
+        record) and temporary files (`.<run_id>-*.tmp`, `.claim`, `.takeover`, `.probe-*`) older
+        than `min_age_s`. Returns the removed paths; files of other users that cannot be removed
+        are left."""
+        removed = []
+        if not self.runs.is_dir():
+            return removed
+        for lock in self.runs.glob("*.lock"):
+            if self._remove_if_stale(lock):
+                removed.append(lock)
+        now = time.time()
+        for p in self.runs.glob(".*"):
+            st = _stat(p)
+            if st is not None and now - st.st_mtime > min_age_s:
+                try:
+                    p.unlink()
+                    removed.append(p)
+                except FileNotFoundError:
+                    pass
+                except PermissionError:
+                    pass
+        return removed
+
+    def _remove_if_stale(self, lock: Path) -> bool:
+        seen = _stat(lock)
+        if seen is None or not claim_is_stale(lock):
+            return False
+        try:
+            return _take_over(lock, seen, None)
+        except ClaimBlocked:
+            return False
 
     def to_frame(self, dedupe: bool = True, **filters):
         """All records as a pandas DataFrame: config fields, dataset parameters (`data.*`), scalar
@@ -190,25 +315,175 @@ class ResultStore:
         return records_to_frame(self.records(), dedupe=dedupe, **filters)
 
 
-def _claim_is_stale(lock: Path) -> bool:
+HEARTBEAT_S = 15.0
+
+
+def claim_timeout() -> float:
+    """Seconds without a heartbeat after which a claim is stale ($LRBOOK_CLAIM_TIMEOUT, default 120)."""
+    return float(os.environ.get("LRBOOK_CLAIM_TIMEOUT", 120))
+
+
+def _process_start(pid: int) -> str | None:
+    """The start time of process `pid` in clock ticks since boot (Linux), to tell a reused pid."""
     try:
-        host, pid = lock.read_text().split()
-    except FileNotFoundError:
-        return True
-    except (OSError, ValueError):  # unreadable or half-written: stale only once it is old
-        try:
-            return time.time() - lock.stat().st_mtime > 60
-        except FileNotFoundError:
-            return True
-    if host != socket.gethostname():
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def _claim_info(owner: str | None) -> dict:
+    try:
+        user = getpass.getuser()
+    except Exception:  # no user name (a container's uid without a passwd entry)
+        user = str(os.getuid())
+    return {"host": socket.gethostname(), "pid": os.getpid(), "pid_start": _process_start(os.getpid()),
+            "user": user, "owner": owner, "claimed": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "nonce": os.urandom(6).hex()}
+
+
+def _holds(lock: Path, token: str) -> bool:
+    """Whether `lock` is still the claim this process wrote (`token`: its exact content)."""
+    try:
+        return lock.read_text() == token
+    except OSError:
         return False
+
+
+def _read_claim(lock: Path) -> dict | None:
+    """A claim's content: JSON, or "host pid" as written by lrbook before heartbeats."""
+    try:
+        text = lock.read_text().strip()
+    except OSError:
+        return None
+    try:
+        info = json.loads(text)
+        return info if isinstance(info, dict) else None
+    except json.JSONDecodeError:
+        parts = text.split()
+        if len(parts) == 2 and parts[1].isdigit():
+            return {"host": parts[0], "pid": int(parts[1])}
+        return None
+
+
+def _stat(path: Path):
+    try:
+        return path.stat()
+    except FileNotFoundError:
+        return None
+
+
+def claim_is_stale(lock: Path, owner: str | None = None) -> bool:
+    """Whether the claim in `lock` no longer stands for a live trainer (see `ResultStore.claim`)."""
+    st = _stat(lock)
+    if st is None:
+        return True
+    if time.time() - st.st_mtime > claim_timeout():
+        return True
+    info = _read_claim(lock)
+    if info is None:  # unreadable (another user's 0600 claim) or half-written: the heartbeat decides
+        return False
+    if owner is not None and info.get("owner") == owner:
+        return True
+    if info.get("host") != socket.gethostname():
+        return False
+    pid = info.get("pid")
     try:
         os.kill(int(pid), 0)
     except ProcessLookupError:
         return True
-    except PermissionError:
+    except (PermissionError, TypeError, ValueError):
         return False
-    return False
+    started = info.get("pid_start")
+    return started is not None and started != _process_start(int(pid))
+
+
+def _take_over(lock: Path, seen, new_claim: str | None) -> bool:
+    """Replace the stale claim `lock` (as `seen` by stat) by `new_claim` (a file to link into
+    place), or just remove it if None. Only one process at a time may take a claim over (it holds
+    `<lock>.takeover`), and only the very claim judged stale is removed: two processes that both
+    judged it stale never both win."""
+    guard = lock.with_name(f".{lock.stem}.takeover")
+    try:
+        if new_claim:
+            os.link(new_claim, guard)
+        else:
+            guard.touch(exist_ok=False)
+    except FileExistsError:
+        st = _stat(guard)
+        if st is not None and time.time() - st.st_mtime > 60:  # a takeover that died midway
+            guard.unlink(missing_ok=True)
+        return False
+    try:
+        now = _stat(lock)
+        if now is not None and (now.st_ino, now.st_mtime_ns) != (seen.st_ino, seen.st_mtime_ns):
+            return False  # renewed or replaced since it was judged
+        try:
+            lock.unlink(missing_ok=True)
+        except PermissionError:
+            raise ClaimBlocked(f"stale claim {lock} belongs to another user and this folder does not let "
+                               "others remove it (sticky bit): ask its owner to run `python -m lrbook "
+                               "status --clean`, or remove it as root") from None
+        if new_claim is None:
+            return True
+        try:
+            os.link(new_claim, lock)
+        except FileExistsError:  # claimed afresh between the unlink and the link
+            return False
+        return True
+    finally:
+        guard.unlink(missing_ok=True)
+
+
+class _Heartbeat:
+    """Touches every claim this process holds every `HEARTBEAT_S` seconds, from a daemon thread."""
+
+    def __init__(self):
+        self._held: dict[Path, str] = {}  # claim file -> its content as written by this process
+        self._lock = threading.Lock()
+        self._thread = None
+        self._pid = None
+
+    def add(self, lock: Path, token: str) -> None:
+        with self._lock:
+            self._held[lock] = token
+            if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
+                self._pid = os.getpid()
+                self._thread = threading.Thread(target=self._beat, name="lrbook-claim-heartbeat", daemon=True)
+                self._thread.start()
+
+    def discard(self, lock: Path) -> str | None:
+        with self._lock:
+            return self._held.pop(lock, None)
+
+    def held(self) -> list[Path]:
+        with self._lock:
+            return list(self._held)
+
+    def _beat(self) -> None:
+        while True:
+            time.sleep(HEARTBEAT_S)
+            with self._lock:
+                held = dict(self._held)
+            for lock, token in held.items():
+                if _holds(lock, token):
+                    try:
+                        os.utime(lock)
+                    except OSError:
+                        pass
+
+
+_HEARTBEAT = _Heartbeat()
+
+
+def release_all(store_runs: Path | None = None) -> None:
+    """Remove every claim this process holds (optionally only those in one runs/ folder): for a
+    process about to exit without unwinding (a signal, an orphaned worker)."""
+    for lock in _HEARTBEAT.held():
+        if store_runs is None or lock.parent == store_runs:
+            token = _HEARTBEAT.discard(lock)
+            if token is not None and _holds(lock, token):
+                lock.unlink(missing_ok=True)
 
 
 def stands_for(stored: dict, wanted: dict) -> bool:

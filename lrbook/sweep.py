@@ -1,32 +1,105 @@
-"""Sweeps: run the configs the store lacks, in parallel worker processes, resumable.
+"""Sweeps: run the configs the store lacks, resumable, stoppable; one core, several launchers.
 
-Each finished run is written to the store the moment it ends, so an interrupted sweep loses only
-the runs in flight; running the same sweep again trains only what is missing. Several workers
-(or several machines on a shared store) never train the same run twice: each run is claimed first.
+The core is written once here: `plan` (validate, clean up what interrupted sweeps left, find what
+the store lacks), `run_one` (claim a run, train it, store its record, release the claim) and
+`SweepReport` (what happened to each run, and how to resume). The launchers only decide where
+`run_one` runs: `run_sweep` (this process, or one spawned process per run), `lrbook.packed.run_packed`
+(many FCNs in one program) and `lrbook.ray_sweep.run_sweep_ray` (a Ray cluster).
+
+Each finished run is written to the store the moment it ends, so a stopped sweep loses only the
+runs in flight; running the same sweep again trains only what is missing. Several processes,
+hosts or users sharing a store never train the same run twice: each run is claimed first
+(`ResultStore.claim`). Ctrl-C or SIGTERM stops a sweep within seconds: running runs are abandoned
+and their claims released, pending ones are not started, and `SweepInterrupted` says what finished.
 """
 from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import signal
+import sys
+import threading
+import time
 import traceback
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from .config import RunConfig, validate
-from .store import ResultStore, stands_for
+from .store import ClaimBlocked, ResultStore, stands_for
 
 
 @dataclass
 class SweepReport:
+    """What a sweep did with each run id of its grid."""
+
     trained: list[str] = field(default_factory=list)
     already_stored: list[str] = field(default_factory=list)
     claimed_elsewhere: list[str] = field(default_factory=list)
-    failed: dict[str, str] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)  # run_id -> traceback
+    blocked: dict[str, str] = field(default_factory=dict)  # run_id -> why it could not be claimed
+    stopped: list[str] = field(default_factory=list)  # abandoned or not started when the sweep was stopped
+
+    def note(self, run_id: str, outcome: str) -> None:
+        """File `run_id` under what `run_one` returned for it."""
+        if outcome == "claimed":
+            self.claimed_elsewhere.append(run_id)
+        elif outcome == "stored":
+            self.already_stored.append(run_id)
+        elif outcome.startswith("blocked:"):
+            self.blocked[run_id] = outcome.split(":", 1)[1].strip()
+        else:
+            self.trained.append(run_id)
+
+    @property
+    def complete(self) -> bool:
+        """Whether every run of the grid is now stored."""
+        return not (self.claimed_elsewhere or self.failed or self.blocked or self.stopped)
 
     def __str__(self):
-        return (f"{len(self.trained)} trained, {len(self.already_stored)} already stored, "
+        text = (f"{len(self.trained)} trained, {len(self.already_stored)} already stored, "
                 f"{len(self.claimed_elsewhere)} running elsewhere, {len(self.failed)} failed")
+        if self.blocked:
+            text += f", {len(self.blocked)} blocked"
+        if self.stopped:
+            text += f", {len(self.stopped)} stopped"
+        return text
 
+    def explain(self) -> str:
+        """The runs that are not stored, each with why, and what to do."""
+        lines = []
+        if self.claimed_elsewhere:
+            lines.append(f"running elsewhere (a live claim; a claim whose heartbeat stops is taken over): "
+                         f"{', '.join(self.claimed_elsewhere)}")
+        lines += [f"blocked {rid}: {why}" for rid, why in self.blocked.items()]
+        lines += [f"failed {rid}: {tb.strip().splitlines()[-1] if tb.strip() else 'no message'}"
+                  for rid, tb in self.failed.items()]
+        if self.stopped:
+            lines.append(f"stopped before finishing: {', '.join(self.stopped)}")
+        if lines:
+            lines.append("Run the same sweep again to train what is missing; stored runs are never trained again.")
+        return "\n".join(lines)
+
+
+class SweepInterrupted(KeyboardInterrupt):
+    """A sweep stopped by Ctrl-C or SIGTERM; `report` says what finished, `signal` which signal."""
+
+    def __init__(self, report: SweepReport, signum: int = signal.SIGINT):
+        self.report, self.signal = report, signum
+        super().__init__(f"sweep stopped by {signal.Signals(signum).name}: {report}; the runs in flight were "
+                         "abandoned and their claims released. Run the same sweep again to resume: it trains "
+                         "only what is missing.")
+
+
+class SweepFailed(RuntimeError):
+    """Some runs of a sweep raised an error; `report` holds every traceback."""
+
+    def __init__(self, report: SweepReport):
+        self.report = report
+        first = next(iter(report.failed.values()))
+        super().__init__(f"{len(report.failed)} run(s) failed ({report}); first error:\n{first}")
+
+
+# -- the core -------------------------------------------------------------------------------------
 
 def missing(configs, store: ResultStore) -> list[RunConfig]:
     """The configs (deduplicated, in order) that no stored record stands for: neither their own nor
@@ -50,7 +123,27 @@ def already_stored(configs, store: ResultStore) -> list[str]:
     return [c.run_id for c in configs if c.run_id not in todo]
 
 
-def _run_one(cfg_dict: dict, store_root: str, device: str, data_root, threads: int | None, progress: bool):
+def plan(configs, store: ResultStore) -> tuple[SweepReport, list[RunConfig]]:
+    """Validate `configs`, remove what interrupted sweeps left in the store (stale claims, temporary
+    files), and return the report so far (what is already stored) and the configs to train."""
+    store.check_writable()
+    configs = [validate(c) for c in configs]
+    store.clean()
+    return SweepReport(already_stored=already_stored(configs, store)), missing(configs, store)
+
+
+def finish(report: SweepReport) -> SweepReport:
+    """Raise `SweepFailed` if a run raised an error, else return `report`."""
+    if report.failed:
+        raise SweepFailed(report)
+    return report
+
+
+def run_one(cfg_dict: dict, store_root: str, device: str, data_root, threads: int | None = None,
+            progress: bool = False, owner: str | None = None) -> tuple[str, str]:
+    """Claim, train, store and release one run; returns (run_id, outcome): the record's status, or
+    "stored" (another process stored it meanwhile), "claimed" (another process holds it) or
+    "blocked: <why>". `owner` lets a retried task take over its own dead attempt's claim."""
     import torch
 
     from .experiment import run_experiment
@@ -61,62 +154,168 @@ def _run_one(cfg_dict: dict, store_root: str, device: str, data_root, threads: i
     store = ResultStore(store_root)
     if not missing([cfg], store):  # stored since the sweep looked (e.g. by another process)
         return cfg.run_id, "stored"
-    if not store.claim(cfg.run_id):
-        return cfg.run_id, "claimed"
     try:
-        record = run_experiment(cfg, store=store, device=device, data_root=data_root, progress=progress)
-        return cfg.run_id, record["status"]
+        with store.claimed(cfg.run_id, owner) as ok:
+            if not ok:
+                return cfg.run_id, "stored" if store.has(cfg.run_id) else "claimed"
+            record = run_experiment(cfg, store=store, device=device, data_root=data_root, progress=progress)
+            return cfg.run_id, record["status"]
+    except ClaimBlocked as e:
+        return cfg.run_id, f"blocked: {e}"
+
+
+_run_one = run_one  # the name older callers (and pickled Ray tasks) use
+
+
+# -- launcher: this process, or one spawned process per run --------------------------------------
+
+class _Stop(BaseException):
+    """Raised by a SIGTERM handler in the sweep's main thread, so that it unwinds like Ctrl-C
+    (a BaseException, so that no `except Exception` in training swallows it)."""
+
+
+@contextmanager
+def _sigterm_unwinds():
+    """In the main thread, turn SIGTERM into `_Stop` while the sweep runs (restored after)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise _Stop()
+
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
     finally:
-        store.release(cfg.run_id)
+        signal.signal(signal.SIGTERM, old)
 
 
 def run_sweep(configs, store: ResultStore | None = None, workers: int = 1, device: str = "auto",
               data_root=None, progress: bool = True) -> SweepReport:
-    """Train every config the store lacks; `workers` > 1 uses that many processes (spawned, each
-    with cpu_count // workers torch threads). Returns what happened to each run."""
+    """Train every config the store lacks; `workers` > 1 runs that many at once, each in a spawned
+    process with cpu_count // workers torch threads. Returns what happened to each run; raises
+    `SweepFailed` if a run raised an error and `SweepInterrupted` on Ctrl-C or SIGTERM."""
     from tqdm.auto import tqdm
 
     store = ResultStore() if store is None else store
-    store.check_writable()
-    configs = [validate(c) for c in configs]
-    report = SweepReport(already_stored=already_stored(configs, store))
-    todo = missing(configs, store)
+    report, todo = plan(configs, store)
     if not todo:
         return report
     threads = max(1, (os.cpu_count() or 1) // workers) if workers > 1 else None
-    args = [(c.to_dict(), str(store.root), device, data_root, threads) for c in todo]
     bar = tqdm(total=len(todo), desc="sweep", disable=not progress)
-
-    def note(run_id, outcome):
-        if outcome == "claimed":
-            report.claimed_elsewhere.append(run_id)
-        elif outcome == "stored":
-            report.already_stored.append(run_id)
-        else:
-            report.trained.append(run_id)
-        bar.update()
-
     try:
-        if workers <= 1:
-            for a in args:
-                try:
-                    note(*_run_one(*a, progress=progress))
-                except Exception:
-                    report.failed[RunConfig.from_dict(a[0]).run_id] = traceback.format_exc()
-                    bar.update()
-        else:
-            with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
-                futures = {pool.submit(_run_one, *a, False): a for a in args}
-                for fut in as_completed(futures):
-                    try:
-                        note(*fut.result())
-                    except Exception:
-                        cfg = RunConfig.from_dict(futures[fut][0])
-                        report.failed[cfg.run_id] = traceback.format_exc()
-                        bar.update()
+        with _sigterm_unwinds():
+            if workers <= 1:
+                _run_here(todo, store, device, data_root, progress, report, bar)
+            else:
+                _run_in_processes(todo, store, device, data_root, threads, workers, report, bar)
     finally:
         bar.close()
-    if report.failed:
-        first = next(iter(report.failed.values()))
-        raise RuntimeError(f"{len(report.failed)} run(s) failed ({report}); first error:\n{first}")
-    return report
+    return finish(report)
+
+
+def _run_here(todo, store, device, data_root, progress, report, bar) -> None:
+    for i, c in enumerate(todo):
+        try:
+            report.note(*run_one(c.to_dict(), str(store.root), device, data_root, None, progress))
+        except (KeyboardInterrupt, _Stop) as e:  # run_one's claim is released as the stack unwinds
+            report.stopped += [x.run_id for x in todo[i:]]
+            raise SweepInterrupted(report, signal.SIGTERM if isinstance(e, _Stop) else signal.SIGINT) from None
+        except Exception:
+            report.failed[c.run_id] = traceback.format_exc()
+        bar.update()
+
+
+def _worker(conn, parent: int, args: tuple) -> None:
+    """A spawned worker: train one run, send (outcome, error) to the controller."""
+    from .store import release_all
+
+    _exit_with_parent(parent)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C: the controller decides
+
+    def stop(signum, frame):
+        raise SystemExit(128 + signum)  # unwinds run_one: its claim is released
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        conn.send((run_one(*args)[1], None))
+    except SystemExit:
+        release_all()
+        raise
+    except BaseException:
+        conn.send((None, traceback.format_exc()))
+    finally:
+        conn.close()
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Make this worker stop when the controller dies, even by SIGKILL: on Linux the kernel sends
+    SIGTERM (prctl PR_SET_PDEATHSIG); everywhere, a thread notices the parent is gone."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    if os.getppid() != parent:  # died before the watch began
+        os.kill(os.getpid(), signal.SIGTERM)
+    threading.Thread(target=watch, name="lrbook-parent-watch", daemon=True).start()
+
+
+def _run_in_processes(todo, store, device, data_root, threads, workers, report, bar) -> None:
+    from multiprocessing.connection import wait
+
+    ctx = mp.get_context("spawn")
+    queue, running = list(todo), {}  # sentinel -> (process, connection, config)
+    try:
+        while queue or running:
+            while queue and len(running) < workers:
+                c = queue.pop(0)
+                recv, send = ctx.Pipe(duplex=False)
+                args = (c.to_dict(), str(store.root), device, data_root, threads, False)
+                p = ctx.Process(target=_worker, args=(send, os.getpid(), args), name=f"lrbook-{c.run_id}", daemon=True)
+                p.start()
+                send.close()
+                running[p.sentinel] = (p, recv, c)
+            for sentinel in wait(list(running), timeout=1.0):
+                p, recv, c = running.pop(sentinel)
+                p.join()
+                outcome, error = recv.recv() if recv.poll() else (None, None)
+                recv.close()
+                if outcome is not None:
+                    report.note(c.run_id, outcome)
+                else:
+                    report.failed[c.run_id] = error or (f"worker process died with exit code {p.exitcode} "
+                                                        "(killed? out of memory?)")
+                bar.update()
+    except (KeyboardInterrupt, _Stop) as e:
+        report.stopped += [c.run_id for _, _, c in running.values()] + [c.run_id for c in queue]
+        _stop_workers([p for p, _, _ in running.values()], store)
+        raise SweepInterrupted(report, signal.SIGTERM if isinstance(e, _Stop) else signal.SIGINT) from None
+
+
+def _stop_workers(procs, store: ResultStore, grace_s: float = 10.0) -> None:
+    """SIGTERM every worker (each releases its claim as it unwinds), SIGKILL what is left after
+    `grace_s` or at a second Ctrl-C, then remove the claims of killed workers."""
+    for p in procs:
+        if p.is_alive():
+            p.terminate()
+    deadline = time.monotonic() + grace_s
+    try:
+        for p in procs:
+            p.join(max(0.0, deadline - time.monotonic()))
+    except KeyboardInterrupt:  # a second Ctrl-C: do not wait
+        pass
+    for p in procs:
+        if p.is_alive():
+            p.kill()
+            p.join()
+    store.clean()  # claims of killed workers name a dead pid on this host: stale at once

@@ -3,6 +3,7 @@ survives a worker killed mid-run (retry, stale claim taken over). One local Ray 
 module: starting Ray takes seconds."""
 from __future__ import annotations
 
+import json
 import math
 import os
 import subprocess
@@ -99,25 +100,25 @@ def test_killed_worker_is_retried_and_its_stale_claim_taken_over(local_ray, tmp_
     victim, other = cfg(lr=0.1, seed=3), cfg(lr=0.1, seed=4)
     marker, attempts = tmp_path / "killed", tmp_path / "attempts"
 
-    def dies_once(cfg_dict, store_root, *args):  # pickled by value into the Ray worker
+    def dies_once(cfg_dict, store_root, *args, **kw):  # pickled by value into the Ray worker
         import os
 
         from lrbook.store import ResultStore
-        from lrbook.sweep import _run_one
+        from lrbook.sweep import run_one
 
         store = ResultStore(store_root)
         with open(attempts, "a") as f:
             f.write(f"{cfg_dict['seed']} {os.getpid()}\n")
         if cfg_dict["seed"] == 3 and not marker.exists():
             assert store.claim(victim.run_id)  # the run is claimed by this process...
-            marker.write_text(store._lock(victim.run_id).read_text())
+            marker.write_text(store.lock_path(victim.run_id).read_text())
             os._exit(1)  # ...which dies mid-run
-        return _run_one(cfg_dict, store_root, *args)
+        return run_one(cfg_dict, store_root, *args, **kw)
 
     report = run_sweep_ray([victim, other], store=tmp_store, progress=False, max_retries=2, _body=dies_once)
     assert sorted(report.trained) == sorted([victim.run_id, other.run_id]) and not report.failed
     assert tmp_store.has(victim.run_id) and tmp_store.get(victim.run_id)["status"] in ("converged", "max_epochs")
-    host, dead_pid = marker.read_text().split()  # the dead attempt did hold the claim
+    dead_pid = str(json.loads(marker.read_text())["pid"])  # the dead attempt did hold the claim
     tries = [line.split() for line in attempts.read_text().splitlines() if line.startswith("3 ")]
     assert len(tries) == 2 and tries[0][1] == dead_pid != tries[1][1]
     assert not list(tmp_store.runs.glob("*.lock")) and not list(tmp_store.runs.glob(".*"))
@@ -125,42 +126,40 @@ def test_killed_worker_is_retried_and_its_stale_claim_taken_over(local_ray, tmp_
 
 def test_retry_on_another_host_takes_over_only_its_own_claim(local_ray, tmp_store, tmp_path):
     """The dead attempt 'ran on another host' (its claim names a host where the store cannot test
-    the pid): the retry takes it over from the task's note; a foreign claim is respected."""
+    the pid, and its heartbeat is fresh): the retry takes it over because the claim's owner is its
+    own task; a foreign claim is respected."""
     victim, foreign = cfg(lr=0.1, seed=5), cfg(lr=0.1, seed=6)
     tmp_store.check_writable()
-    tmp_store._lock(foreign.run_id).write_text("ghost-host 2")  # another sweep's live claim elsewhere
+    tmp_store.lock_path(foreign.run_id).write_text("ghost-host 2")  # another sweep's live claim elsewhere
     marker = tmp_path / "killed"
 
-    def dies_on_ghost_host(cfg_dict, store_root, *args):
+    def dies_on_ghost_host(cfg_dict, store_root, *args, owner=None):
+        import json
         import os
 
-        import ray
-
-        from lrbook.ray_sweep import _note_path
         from lrbook.store import ResultStore
-        from lrbook.sweep import _run_one
+        from lrbook.sweep import run_one
 
         store = ResultStore(store_root)
         if cfg_dict["seed"] == 5 and not marker.exists():
             marker.touch()
-            assert store.claim(victim.run_id)
-            task = ray.get_runtime_context().get_task_id()
-            store._lock(victim.run_id).write_text("ghost-host 1")  # as if this attempt ran there
-            _note_path(store, victim.run_id, task).write_text("ghost-host 1")
+            assert store.claim(victim.run_id, owner=owner)
+            lock = store.lock_path(victim.run_id)  # as if this attempt ran there
+            lock.write_text(json.dumps({"host": "ghost-host", "pid": 1, "owner": owner}))
             os._exit(1)
-        return _run_one(cfg_dict, store_root, *args)
+        return run_one(cfg_dict, store_root, *args, owner=owner)
 
     report = run_sweep_ray([victim, foreign], store=tmp_store, progress=False, _body=dies_on_ghost_host)
     assert report.trained == [victim.run_id] and report.claimed_elsewhere == [foreign.run_id]
     assert tmp_store.has(victim.run_id) and not tmp_store.has(foreign.run_id)
-    assert tmp_store._lock(foreign.run_id).read_text() == "ghost-host 2"  # untouched
-    assert not tmp_store._lock(victim.run_id).exists() and not list(tmp_store.runs.glob(".*"))
+    assert tmp_store.lock_path(foreign.run_id).read_text() == "ghost-host 2"  # untouched
+    assert not tmp_store.lock_path(victim.run_id).exists() and not list(tmp_store.runs.glob(".*"))
 
 
 def test_retries_spent_report_the_run_failed_and_a_later_sweep_trains_it(local_ray, tmp_store, tmp_path):
     victim = cfg(lr=0.1, seed=7)
 
-    def always_dies(cfg_dict, store_root, *args):
+    def always_dies(cfg_dict, store_root, *args, **kw):
         import os
 
         from lrbook.store import ResultStore
@@ -170,10 +169,10 @@ def test_retries_spent_report_the_run_failed_and_a_later_sweep_trains_it(local_r
 
     with pytest.raises(RuntimeError, match="1 run\\(s\\) failed"):
         run_sweep_ray([victim], store=tmp_store, progress=False, max_retries=0, _body=always_dies)
-    assert not tmp_store.has(victim.run_id) and tmp_store._lock(victim.run_id).exists()  # dead pid's claim
+    assert not tmp_store.has(victim.run_id) and tmp_store.lock_path(victim.run_id).exists()  # dead pid's claim
     report = run_sweep_ray([victim], store=tmp_store, progress=False)  # same host: dead pid, taken over
     assert report.trained == [victim.run_id] and tmp_store.has(victim.run_id)
-    assert not tmp_store._lock(victim.run_id).exists()
+    assert not tmp_store.lock_path(victim.run_id).exists()
 
 
 def test_resources_the_cluster_lacks_fail_early_on_local_ray_and_warn_on_a_cluster():

@@ -33,6 +33,12 @@ def fake_record(cfg, status="converged", **metrics):
             "metrics": metrics or {"test_acc": 0.5}}
 
 
+def minimal_record(run_id, **extra):
+    """A valid record under an arbitrary id (for tests of the store's mechanics)."""
+    return {"run_id": run_id, "config": {"dataset": "parity", "model": "fcn", "lr": 0.1, "seed": 0, "scale": "smoke"},
+            "status": "converged", "metrics": {}, **extra}
+
+
 def files_in(path: Path) -> list[str]:
     return sorted(p.name for p in path.iterdir()) if path.is_dir() else []
 
@@ -48,13 +54,13 @@ def test_session_store_is_not_the_checkout_results():
 
 
 def test_put_get_round_trip_cleans_values(tmp_store):
-    rec = {"run_id": "abc123", "status": "converged", "nan": float("nan"), "inf": float("-inf"),
+    rec = {**minimal_record("abc123"), "nan": float("nan"), "inf": float("-inf"),
            "np": np.float32(0.25), "npint": np.int64(7), "tensor": torch.tensor(1.5), "tup": (1, 2.0),
            "nested": {"curve": [1.0, float("nan"), 3.0], 4: "int key"}}
     path = tmp_store.put(rec)
     assert path == tmp_store.root / "runs" / "abc123.json" and path.is_file()
     got = tmp_store.get("abc123")
-    assert got == {"run_id": "abc123", "status": "converged", "nan": None, "inf": None, "np": 0.25, "npint": 7,
+    assert got == {**minimal_record("abc123"), "schema_version": 2, "nan": None, "inf": None, "np": 0.25, "npint": 7,
                    "tensor": 1.5, "tup": [1, 2.0], "nested": {"curve": [1.0, None, 3.0], "4": "int key"}}
     json.loads(path.read_text())  # strict JSON: no NaN tokens
     assert "NaN" not in path.read_text()
@@ -64,18 +70,18 @@ def test_put_get_round_trip_cleans_values(tmp_store):
 
 def test_put_leaves_no_temporary_files(tmp_store):
     for i in range(3):
-        tmp_store.put({"run_id": f"r{i}", "v": i})
-    tmp_store.put({"run_id": "r1", "v": 10})  # overwrite
+        tmp_store.put(minimal_record(f"r{i}", v=i))
+    tmp_store.put(minimal_record("r1", v=10))  # overwrite
     assert files_in(tmp_store.runs) == ["r0.json", "r1.json", "r2.json"]
     assert tmp_store.get("r1")["v"] == 10
 
 
 def test_failed_put_keeps_old_record_and_leaves_nothing_behind(tmp_store):
-    tmp_store.put({"run_id": "r", "v": 1})
+    tmp_store.put(minimal_record("r", v=1))
     with pytest.raises(TypeError):
-        tmp_store.put({"run_id": "r", "v": object()})  # not JSON serialisable
+        tmp_store.put(minimal_record("r", v=object()))  # not JSON serialisable
     assert files_in(tmp_store.runs) == ["r.json"]
-    assert tmp_store.get("r") == {"run_id": "r", "v": 1}
+    assert tmp_store.get("r")["v"] == 1
 
 
 def test_empty_store():
@@ -118,23 +124,44 @@ def _dead_pid() -> int:
     return int(out.stdout)
 
 
+def _holder(lock):
+    info = json.loads(lock.read_text())
+    return info["host"], info["pid"]
+
+
+def _age(path, seconds):
+    """Set the file's modification time (a claim's heartbeat) `seconds` into the past."""
+    t = path.stat().st_mtime - seconds
+    os.utime(path, (t, t))
+
+
 def test_claim_and_release(tmp_store):
     assert tmp_store.claim("run1")
     lock = _lock(tmp_store, "run1")
-    assert lock.read_text() == f"{socket.gethostname()} {os.getpid()}"
+    assert _holder(lock) == (socket.gethostname(), os.getpid())
+    assert lock.stat().st_mode & 0o044, "readable by the other users of a shared store"
     assert not tmp_store.claim("run1"), "a live process's claim blocks"
     tmp_store.release("run1")
     assert not lock.exists()
     assert tmp_store.claim("run1")
     tmp_store.release("run1")
+    assert files_in(tmp_store.runs) == []
 
 
 def test_claim_of_dead_process_is_taken_over(tmp_store):
     tmp_store.runs.mkdir(parents=True)
     lock = _lock(tmp_store, "run2")
-    lock.write_text(f"{socket.gethostname()} {_dead_pid()}")
+    lock.write_text(f"{socket.gethostname()} {_dead_pid()}")  # the claim format before heartbeats
     assert tmp_store.claim("run2")
-    assert lock.read_text() == f"{socket.gethostname()} {os.getpid()}"
+    assert _holder(lock) == (socket.gethostname(), os.getpid())
+
+
+def test_claim_of_a_reused_pid_is_taken_over(tmp_store):
+    """The pid is alive, but it is another process than the one that claimed (its start differs)."""
+    tmp_store.runs.mkdir(parents=True)
+    lock = _lock(tmp_store, "run2b")
+    lock.write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "pid_start": "1"}))
+    assert tmp_store.claim("run2b")
 
 
 def test_claim_of_live_other_process_blocks(tmp_store):
@@ -151,22 +178,162 @@ def test_claim_of_live_other_process_blocks(tmp_store):
     assert tmp_store.claim("run3"), "once that process is gone its claim is stale"
 
 
-def test_claim_from_another_host_blocks(tmp_store):
+def test_claim_from_another_host_blocks_until_its_heartbeat_stops(tmp_store, monkeypatch):
     tmp_store.runs.mkdir(parents=True)
-    _lock(tmp_store, "run4").write_text(f"{socket.gethostname()}-elsewhere 1")
+    lock = _lock(tmp_store, "run4")
+    lock.write_text(json.dumps({"host": f"{socket.gethostname()}-elsewhere", "pid": 1}))
     assert not tmp_store.claim("run4")
+    monkeypatch.setenv("LRBOOK_CLAIM_TIMEOUT", "100")
+    _age(lock, 99)
+    assert not tmp_store.claim("run4"), "a heartbeat 99 s old is alive with a 100 s timeout"
+    _age(lock, 2)
+    assert tmp_store.claim("run4"), "a claim whose heartbeat stopped is stale, whatever host wrote it"
+    assert _holder(lock) == (socket.gethostname(), os.getpid())
 
 
-def test_stored_run_cannot_be_claimed(tmp_store):
-    tmp_store.put({"run_id": "done"})
-    assert not tmp_store.claim("done")
-    assert not _lock(tmp_store, "done").exists()
+def test_a_held_claim_beats(tmp_store, monkeypatch):
+    import lrbook.store
+
+    monkeypatch.setattr(lrbook.store, "HEARTBEAT_S", 0.05)
+    monkeypatch.setattr(lrbook.store, "_HEARTBEAT", lrbook.store._Heartbeat())
+    assert tmp_store.claim("run6")
+    lock = _lock(tmp_store, "run6")
+    _age(lock, 1000)
+    old = lock.stat().st_mtime
+    import time
+
+    time.sleep(0.3)
+    assert lock.stat().st_mtime > old + 900, "the heartbeat touched the claim"
+    tmp_store.release("run6")
+
+
+def test_a_stale_claim_is_taken_over_by_one_of_two_racing_processes(tmp_store):
+    """Both judged the same claim stale; only the first takeover removes it, the second finds a
+    different claim in its place and backs off."""
+    from lrbook.store import _take_over
+
+    tmp_store.runs.mkdir(parents=True)
+    lock = _lock(tmp_store, "run7")
+    lock.write_text("ghost 1")
+    seen = lock.stat()
+    first, second = tmp_store.runs / "a.claim", tmp_store.runs / "b.claim"
+    first.write_text("first")
+    second.write_text("second")
+    assert _take_over(lock, seen, str(first))
+    assert not _take_over(lock, seen, str(second))
+    assert lock.read_text() == "first"
+    assert not (tmp_store.runs / ".run7.takeover").exists()
+
+
+def test_release_leaves_a_claim_taken_over_by_another_process(tmp_store):
+    assert tmp_store.claim("run8")
+    lock = _lock(tmp_store, "run8")
+    lock.unlink()
+    lock.write_text("someone else 1")  # taken over after this process stalled
+    assert not tmp_store.release("run8")
+    assert lock.read_text() == "someone else 1"
+
+
+def test_stored_run_cannot_be_claimed_and_its_leftover_lock_is_removed(tmp_store):
+    c = fast_cfg(lr=0.011)
+    tmp_store.put(fake_record(c))
+    assert not tmp_store.claim(c.run_id)
+    assert not _lock(tmp_store, c.run_id).exists()
+    _lock(tmp_store, c.run_id).write_text(f"{socket.gethostname()} {_dead_pid()}")  # killed between put and release
+    assert not tmp_store.claim(c.run_id)
+    assert files_in(tmp_store.runs) == [f"{c.run_id}.json"]
 
 
 def test_claim_being_written_is_not_taken_over(tmp_store):
     tmp_store.runs.mkdir(parents=True)
     _lock(tmp_store, "run5").touch()  # another process between os.open(O_EXCL) and its write
     assert not tmp_store.claim("run5")
+
+
+def test_clean_removes_what_interrupted_processes_left(tmp_store):
+    tmp_store.runs.mkdir(parents=True)
+    dead = _lock(tmp_store, "dead")
+    dead.write_text(f"{socket.gethostname()} {_dead_pid()}")
+    live = _lock(tmp_store, "live")
+    live.write_text(f"{socket.gethostname()} {os.getpid()}")
+    old_tmp, new_tmp = tmp_store.runs / ".abc-x1.tmp", tmp_store.runs / ".abc-x2.tmp"
+    old_tmp.write_text("{")
+    new_tmp.write_text("{")  # maybe another process writing right now
+    _age(old_tmp, 3600)
+    removed = tmp_store.clean()
+    assert sorted(p.name for p in removed) == [".abc-x1.tmp", "dead.lock"]
+    assert files_in(tmp_store.runs) == [".abc-x2.tmp", "live.lock"]
+
+
+def test_sticky_shared_folder_blocks_with_a_message(tmp_store, monkeypatch):
+    """Another user's stale claim in a sticky folder cannot be removed: the sweep says so."""
+    from pathlib import Path as P
+
+    tmp_store.runs.mkdir(parents=True)
+    c = fast_cfg(lr=0.012)
+    lock = _lock(tmp_store, c.run_id)
+    lock.write_text(json.dumps({"host": "elsewhere", "pid": 1}))
+    _age(lock, 10_000)
+    real_unlink = P.unlink
+
+    def sticky_unlink(self, missing_ok=False):
+        if self == lock:
+            raise PermissionError(1, "Operation not permitted")
+        return real_unlink(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(P, "unlink", sticky_unlink)
+    rep = run_sweep([c], tmp_store, device="cpu", progress=False)
+    assert list(rep.blocked) == [c.run_id] and "another user" in rep.blocked[c.run_id]
+    assert not rep.complete and "blocked" in rep.explain()
+
+
+# ------------------------------------------------------------------------------------ bad records
+
+
+BAD_RECORDS = {
+    "truncated": '{"run_id": "x", "config": {"data',
+    "empty": "",
+    "no metrics": None,  # filled in the test: a converged run without metrics
+    "not an object": "[1, 2]",
+}
+
+
+@pytest.mark.parametrize("kind", list(BAD_RECORDS))
+def test_a_bad_record_is_named_skipped_and_its_run_trained_again(tmp_store, kind):
+    from lrbook.record import BadRecord
+    from lrbook.store import BadRecordWarning
+
+    good, bad = fast_cfg(lr=0.021), fast_cfg(lr=0.022)
+    tmp_store.put(fake_record(good))
+    text = BAD_RECORDS[kind]
+    if text is None:
+        text = json.dumps({k: v for k, v in fake_record(bad).items() if k != "metrics"})
+    tmp_store.runs.joinpath(f"{bad.run_id}.json").write_text(text)
+    with pytest.warns(BadRecordWarning, match=f"{bad.run_id}.json"):
+        assert [r["run_id"] for r in tmp_store.records()] == [good.run_id]
+    assert [b.path.name for b in tmp_store.bad_records()] == [f"{bad.run_id}.json"]
+    with pytest.raises(BadRecord, match=f"{bad.run_id}.json"):
+        tmp_store.get(bad.run_id)
+    assert not tmp_store.has(bad.run_id) and tmp_store.has(good.run_id)
+    with pytest.warns(BadRecordWarning):
+        assert list(tmp_store.to_frame().run_id) == [good.run_id]
+    with pytest.warns(BadRecordWarning):
+        rep = run_sweep([good, bad], tmp_store, device="cpu", progress=False)
+    assert rep.trained == [bad.run_id] and rep.already_stored == [good.run_id]
+    assert tmp_store.get(bad.run_id)["metrics"] and tmp_store.bad_records() == []
+
+
+def test_records_are_versioned_and_old_ones_upgraded(tmp_store):
+    from lrbook.record import SCHEMA_VERSION
+
+    c = fast_cfg(lr=0.023)
+    tmp_store.put(fake_record(c))  # no schema_version: a version-1 record
+    assert tmp_store.get(c.run_id)["schema_version"] == SCHEMA_VERSION
+    run_sweep([fast_cfg(lr=0.024)], tmp_store, device="cpu", progress=False)
+    raw = json.loads(tmp_store.path(fast_cfg(lr=0.024).run_id).read_text())
+    assert raw["schema_version"] == SCHEMA_VERSION
+    tmp_store.put(fake_record(c) | {"schema_version": SCHEMA_VERSION + 1})
+    assert "unknown schema_version" in str(tmp_store.bad_records()[0])
 
 
 # ------------------------------------------------------------------------------------ sweeps
@@ -216,7 +383,8 @@ def test_sweep_skips_runs_claimed_elsewhere(tmp_store):
     lock = _lock(tmp_store, c.run_id)
     lock.write_text(f"{socket.gethostname()} {os.getpid()}")
     rep = run_sweep([c], tmp_store, device="cpu", progress=False)
-    assert rep.claimed_elsewhere == [c.run_id] and rep.trained == []
+    assert rep.claimed_elsewhere == [c.run_id] and rep.trained == [] and not rep.complete
+    assert c.run_id in rep.explain() and "running elsewhere" in rep.explain()
     assert not tmp_store.has(c.run_id) and lock.exists(), "the other worker's claim is left alone"
 
 
@@ -265,7 +433,7 @@ def test_unwritable_store_fails_before_training(tmp_path, monkeypatch, kind):
 
     store = _unwritable_store(tmp_path, kind)
     calls = []
-    monkeypatch.setattr(sweep_mod, "_run_one", lambda *a, **k: calls.append(a))
+    monkeypatch.setattr(sweep_mod, "run_one", lambda *a, **k: calls.append(a))
     monkeypatch.setattr(lrbook.experiment, "train", lambda *a, **k: calls.append(a))
     c = fast_cfg(lr=0.06)
     try:
@@ -274,7 +442,7 @@ def test_unwritable_store_fails_before_training(tmp_path, monkeypatch, kind):
         with pytest.raises(StoreError):
             lrbook.experiment.run_experiment(c, store=store, device="cpu")
         with pytest.raises(StoreError):
-            store.put({"run_id": "x"})
+            store.put(minimal_record("x"))
     finally:
         if kind == "read-only dir":
             (tmp_path / "ro").chmod(0o700)
