@@ -299,6 +299,17 @@ class ResultStore:
                     pass
         return removed
 
+    def check(self) -> list[str]:
+        """Every problem in the store, one line each: files in runs/ that are not valid records (see
+        `lrbook.record`), and claims whose heartbeat stopped. Empty when all is well."""
+        out = [f"bad record {b.path.name}: {b.reason} (its run counts as missing; a sweep trains it again)"
+               for b in self.bad_records()]
+        out += [f"stale claim {c['run_id']}.lock of {c['user'] or '?'} on {c['host'] or '?'} (pid {c['pid'] or '?'}), "
+                f"heartbeat {c['heartbeat_age_s']:.0f} s old" + (" beside its stored record" if c["stored"] else "")
+                + " (a sweep takes it over; `python -m lrbook status --clean` removes it)"
+                for c in self.claims() if c["stale"]]
+        return out
+
     def _remove_if_stale(self, lock: Path) -> bool:
         seen = _stat(lock)
         if seen is None or not claim_is_stale(lock):

@@ -505,3 +505,15 @@ def test_a_run_stored_with_more_logging_stands_for_the_plain_one(tmp_store):
     tmp_store.path(probed.run_id).unlink()
     tmp_store.put({"run_id": plain.run_id, "config": plain.to_dict(), "status": "converged", "metrics": {}})
     assert [c.run_id for c in missing([probed], tmp_store)] == [probed.run_id]  # the probes are wanted
+
+
+def test_check_lists_bad_records_and_stale_claims(tmp_store):
+    good = fast_cfg(lr=0.031)
+    tmp_store.put(fake_record(good))
+    assert tmp_store.check() == []
+    tmp_store.runs.joinpath("0123456789abcdef.json").write_text("{")
+    _lock(tmp_store, "feedfeedfeedfeed").write_text(f"{socket.gethostname()} {_dead_pid()}")
+    problems = tmp_store.check()
+    assert len(problems) == 2
+    assert problems[0].startswith("bad record 0123456789abcdef.json: not valid JSON")
+    assert problems[1].startswith("stale claim feedfeedfeedfeed.lock")
