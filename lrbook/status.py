@@ -1,5 +1,7 @@
-"""What is reproduced: every figure and table of the paper (REPRODUCTION_SPEC section 5) against
-the runs in the store. Used by `python -m lrbook status` and the book's status page."""
+"""What is reproduced: every figure, table and proposition of the paper (book/definitions.md, section 5)
+against the runs in the store, as coverage (what is stored) and verdict (whether the stored runs show
+the paper's trends, from the Table S1 scorecard). Used by `python -m lrbook status` and the book's
+status page."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -17,34 +19,51 @@ class PaperItem:
     shows: str
     section: str
     cells: tuple[tuple[str, str], ...] = ()  # (dataset, model) cells whose LR sweeps it needs
+    variables: tuple[str, ...] = ()  # Table S1 variables whose rise with LR the verdict scores
     blocked: str = ""  # why it cannot be reproduced here, if so
     planned: str = ""  # what is still to be built, if nothing can show it yet
     requires: str = ""  # a boolean config field the runs must have set (e.g. neuron_probes)
     partial: str = ""  # if set, the item is at best "partial", for this reason
+    illustration: str = ""  # if set, a diagram or a set of examples: nothing to reproduce, for this reason
+    computed: str = ""  # if set, computed when the page is built, from no stored runs: what it checks
+    undescribed: bool = False  # the paper's text never refers to it: what it shows is not known here
 
 
 _CIFAR = ("CIFAR-10/100 cannot be downloaded on the build machine (no internet); the code runs "
           "wherever torchvision can download them")
+_SEMI = tuple((d, m) for d in SEMI_SYNTHETIC for m in ARCHITECTURES)
+_ACC_COMPRESSIBILITY = ("Unbiased test acc.", "Prunability", "Act. compressibility")
+_SEPARATION = ("Avg. CSI", "Class separation")
+_TABLE_S1 = _ACC_COMPRESSIBILITY + _SEPARATION
 
+# Every figure, table and proposition of the paper (main text and supplement), in the order of the
+# paper's numbering where items are not grouped by the section of the book that shows them.
 PAPER_ITEMS = (
+    PaperItem("Fig. 1", "Overview of the paper's results", "intro",
+              illustration="a summary of the results; the items below reproduce what it summarises"),
+    PaperItem("Fig. 2", "Example images of the four semi-synthetic datasets", "02 semi-synthetic",
+              illustration="example inputs, no result; lrbook.data builds the datasets"),
     PaperItem("Fig. 3", "Parity, FCN: acc., prunability, act. compressibility vs LR; attributions over training",
-              "01 synthetic", (("parity", "fcn"),)),
-    PaperItem("Fig. 15", "Moon-star, FCN: the same panels", "01 synthetic", (("moon_star", "fcn"),)),
+              "01 synthetic", (("parity", "fcn"),), _ACC_COMPRESSIBILITY),
+    PaperItem("Fig. 15", "Moon-star, FCN: the same panels", "01 synthetic", (("moon_star", "fcn"),),
+              _ACC_COMPRESSIBILITY),
     PaperItem("Fig. 4, 16", "Semi-synthetic sets x 5 architectures: acc., prunability, act. compressibility vs LR",
-              "02 semi-synthetic", tuple((d, m) for d in SEMI_SYNTHETIC for m in ARCHITECTURES)),
-    PaperItem("Fig. 5", "Same cells: avg. CSI and class separation vs LR", "02 semi-synthetic",
-              tuple((d, m) for d in SEMI_SYNTHETIC for m in ARCHITECTURES)),
+              "02 semi-synthetic", _SEMI, _ACC_COMPRESSIBILITY),
+    PaperItem("Fig. 5", "Same cells: avg. CSI and class separation vs LR", "02 semi-synthetic", _SEMI, _SEPARATION),
     PaperItem("Fig. 21, 22", "Unbiased acc. vs pruning ratio (structured, magnitude)", "02 semi-synthetic",
-              tuple((d, m) for d in SEMI_SYNTHETIC for m in ARCHITECTURES)),
+              _SEMI, ("Prunability",)),
     PaperItem("Fig. 7, 19", "Swin-T on CelebA / Waterbirds (AdamW, pretrained)", "03 naturalistic",
               blocked="CelebA, Waterbirds and ImageNet-pretrained Swin-T weights cannot be downloaded here"),
-    PaperItem("Fig. 6, 9, 20, Table S2", "ResNet18: LR vs batch size, momentum, L1, L2, focal loss, ASAM",
+    PaperItem("Fig. 6, 9, 20", "ResNet18: LR vs batch size, momentum, L1, L2, focal loss, ASAM",
               "04 hyperparameters", planned="section 04 is not built yet"),
     PaperItem("Fig. 8, 10, 14, 35, 36", "CIFAR-10/100 attribution maps, entropy, background share",
               "05 standard classification", blocked=_CIFAR),
     PaperItem("Fig. 11", "ImageNet-1k: the same LR effects", "05 standard classification",
               blocked="ImageNet-1k is not available here and needs far more than this project's GPU time"),
-    PaperItem("Fig. 12, 13, Prop. 1", "Mechanism: max BC loss ratio vs acc., training dynamics, Prop. 1 numerically",
+    PaperItem("Prop. 1, 2", "BC share of the minibatch loss, and BC share of the subnetworks' gradients, "
+              "as the logits grow", "06 mechanism",
+              computed="evaluated numerically on constructed examples when the page is built; no runs needed"),
+    PaperItem("Fig. 12, 13", "Mechanism: max BC loss ratio vs acc., training dynamics at a low and a high LR",
               "06 mechanism", (("parity", "fcn"),) + tuple((d, m) for d in ("colored_mnist", "double_mnist")
                                                          for m in ("fcn", "cnn", "resnet18"))),
     PaperItem("Fig. 18", "Mechanism: class- vs bias-dominant neuron persistence; per-neuron update resets",
@@ -52,14 +71,32 @@ PAPER_ITEMS = (
               partial="top panel on the parity FCN and the Colored MNIST FCN at cpu scale (paper: ResNet18 / "
                       "Colored MNIST); bottom panel (per-unit update size vs spurious share) on the Colored MNIST "
                       "FCN, cpu scale"),
-    PaperItem("Fig. 23-26, 29, 30", "Robustness checks: step decay, Adam, longer training, PSGD/WSD, soups",
+    PaperItem("Fig. 17", "Not referred to in the paper's text", "", undescribed=True),
+    PaperItem("Fig. 23-25, 29, 30", "Robustness checks: step decay, Adam, longer training, PSGD/WSD, soups",
               "07 robustness checks", planned="section 07 is not built yet"),
+    PaperItem("Fig. 26", "Other compressibility measures (sparsity, PQ-index) vs LR", "07 robustness checks",
+              planned="the runs store act. sparsity, PQ-index and parameter compressibility; section 07, "
+                      "which would plot them, is not built yet"),
+    PaperItem("Fig. 27", "Double MNIST: avg. CSI beside the attribution share on the spurious half, vs LR",
+              "02 semi-synthetic", planned="the Double MNIST runs store the attribution share (02 shows it per LR); "
+                                           "no page sets it beside CSI yet"),
+    PaperItem("Fig. 28", "Not referred to in the paper's text", "", undescribed=True),
+    PaperItem("Fig. 31, 33", "Attribution maps, low vs high LR: Colored MNIST, Double MNIST", "02 semi-synthetic",
+              (("double_mnist", "resnet18"),),
+              partial="02 draws the maps of the lowest and highest LR for every Double MNIST cell with stored "
+                      "maps; no page draws Colored MNIST maps, whose core and spurious pixels coincide"),
+    PaperItem("Fig. 32, 34", "Attribution maps, low vs high LR: MNIST-CIFAR, CelebA", "02, 03",
+              blocked="MNIST-CIFAR needs CIFAR-10 and CelebA cannot be downloaded here"),
     PaperItem("Table S1", "Value ranges per dataset x model cell", "scorecard",
-              tuple([("parity", "fcn"), ("moon_star", "fcn")]
-                    + [(d, m) for d in SEMI_SYNTHETIC for m in ARCHITECTURES])),
+              tuple([("parity", "fcn"), ("moon_star", "fcn")] + list(_SEMI)), _TABLE_S1),
     PaperItem("Table S2", "Value ranges of the hyperparameter comparison", "scorecard",
               planned="needs section 04"),
 )
+
+COVERAGE = ("complete", "partial", "pending", "not possible here", "computed", "nothing to reproduce",
+            "not described")
+VERDICTS = ("agrees", "partly", "disagrees", "unclear", "not scored", "not run", "not possible here",
+            "nothing to reproduce")
 
 
 def cell_coverage(df, dataset: str, model: str) -> dict:
@@ -76,9 +113,51 @@ def cell_coverage(df, dataset: str, model: str) -> dict:
             "complete": complete_lrs(at) >= MIN_LRS}
 
 
-def status_table(store=None):
-    """One row per paper item: status (reproduced / partial / pending / not possible here), scale,
-    runs, LRs, seeds and a note."""
+def _cell_name(dataset: str, model: str, scale: str | None) -> str:
+    from .reference import DATASET_NAMES, MODEL_NAMES
+
+    name = f"{DATASET_NAMES.get(dataset, dataset)}/{MODEL_NAMES.get(model, model)}"
+    return f"{name} ({scale})" if scale else name
+
+
+def verdict(card, cells: list[dict], variables: tuple[str, ...]) -> tuple[str, str]:
+    """Whether the paper's claim that each of `variables` rises with LR holds on the stored `cells`
+    (each at its coverage scale), read from the scorecard's `agrees` column: the Spearman correlation
+    of LR with the variable has a 95% seed-bootstrap interval above 0 ("yes"), below 0 ("no") or
+    including 0 ("unclear"). Returns (agrees / partly / disagrees / unclear / not scored, note)."""
+    answers = []  # (cell name, variable, yes / no / unclear / n/a)
+    for c in cells:
+        d, m = c["cell"].split("/")
+        rows = card[(card.dataset == d) & (card.model == m) & (card.scale == c["scale"])] if len(card) else card
+        for v in variables:
+            got = list(rows[rows.variable == v].agrees) if len(rows) and "agrees" in rows else []
+            answers.append((_cell_name(d, m, c["scale"]), v, got[0] if got and got[0] in ("yes", "no", "unclear")
+                            else "n/a"))
+    kinds = {a for _, _, a in answers}
+    if kinds <= {"n/a"}:
+        return "not scored", ("no trend to score: fewer than 3 runs the comparison can use (not diverged, "
+                              "not under-trained) with distinct LRs")
+    cells_scored = len({c for c, _, a in answers if a != "n/a"})
+    if kinds == {"yes"}:
+        return "agrees", (f"all {len(variables)} variables rise with LR" if len(variables) > 1
+                          else f"{variables[0]} rises with LR") + (
+            f" on all {cells_scored} cells with runs" if cells_scored > 1 else "")
+    if kinds == {"no"}:
+        return "disagrees", (f"all {len(variables)} variables fall with LR" if len(variables) > 1
+                             else f"{variables[0]} falls with LR")
+    if kinds == {"unclear"}:
+        return "unclear", "no variable has a clear trend with LR"
+    wording = {"no": "falls with LR", "unclear": "has no clear trend", "n/a": "is not measured"}
+    misses = [f"{v} {wording[a]} on {c}" for c, v, a in answers if a != "yes"]
+    yes = sum(a == "yes" for _, _, a in answers)
+    return "partly", f"{yes} of {len(answers)} (cell, variable) pairs rise with LR; " + "; ".join(misses)
+
+
+def status_table(store=None, card=None):
+    """One row per paper item (`PAPER_ITEMS`). Coverage, what the store holds: `status` (one of
+    `COVERAGE`), scale, runs, LRs, seeds and `note`. Verdict, whether it shows the paper's trends:
+    `verdict` (one of `VERDICTS`) and `verdict_note`, read from the Table S1 scorecard the section
+    pages show (`scorecard`; pass it as `card` if already computed)."""
     import pandas as pd
 
     from .store import ResultStore
@@ -86,6 +165,9 @@ def status_table(store=None):
     store = ResultStore() if store is None else store
     df = store.to_frame()
     all_runs = store.to_frame(dedupe=False)
+    if card is None and any(it.variables for it in PAPER_ITEMS) and len(df):
+        card = scorecard(store)
+    card = pd.DataFrame() if card is None else card
     rows = []
     for it in PAPER_ITEMS:
         runs = df
@@ -93,15 +175,23 @@ def status_table(store=None):
             runs = (all_runs[all_runs[it.requires].fillna(False).astype(bool)] if it.requires in all_runs
                     else all_runs.iloc[0:0])
         row = {"item": it.item, "shows": it.shows, "section": it.section}
-        if it.blocked:
-            row.update(status="not possible here", note=it.blocked)
+        if it.undescribed:
+            row.update(status="not described", verdict="not scored",
+                       note=f"the paper's text never refers to {it.item}, so what it shows is not known here")
+        elif it.illustration:
+            row.update(status="nothing to reproduce", note=it.illustration, verdict="nothing to reproduce")
+        elif it.blocked:
+            row.update(status="not possible here", note=it.blocked, verdict="not possible here")
+        elif it.computed:
+            row.update(status="computed", note=it.computed, verdict="not scored",
+                       verdict_note=f"the {it.section} page reports it")
         elif not it.cells:
-            row.update(status="pending", note=it.planned)
+            row.update(status="pending", note=it.planned, verdict="not run")
         else:
             cov = [cell_coverage(runs, d, m) | {"cell": f"{d}/{m}"} for d, m in it.cells]
             done = [c for c in cov if c["complete"]]
             some = [c for c in cov if c["runs"] > 0]
-            status = "reproduced" if len(done) == len(cov) else "partial" if some else "pending"
+            status = "complete" if len(done) == len(cov) else "partial" if some else "pending"
             scales = sorted({c["scale"] for c in some})
             row.update(status=status, scale=", ".join(scales) or None,
                        runs=sum(c["runs"] for c in some), lrs=max((c["lrs"] for c in some), default=0),
@@ -111,12 +201,25 @@ def status_table(store=None):
                              if len(cov) > 1 else ("" if done else f"needs >= {MIN_LRS} LRs x {MIN_SEEDS} seeds")))
             if it.partial and some:
                 row.update(status="partial", note=it.partial)
+            if not some:
+                row.update(verdict="not run")
+            elif not it.variables:
+                row.update(verdict="not scored", verdict_note=f"not a Table S1 trend; the {it.section} page "
+                                                              "compares it with the paper")
+            else:
+                v, why = verdict(card, some, it.variables)
+                if len(some) < len(cov):
+                    why += f" (only {len(some)} of the {len(cov)} cells have runs)"
+                row.update(verdict=v, verdict_note=why)
         rows.append(row)
     out = pd.DataFrame(rows)
-    for col in ("scale", "runs", "lrs", "seeds"):
+    for col in ("scale", "runs", "lrs", "seeds", "note", "verdict_note"):
         if col not in out:
             out[col] = None
-    return out[["item", "shows", "section", "status", "scale", "runs", "lrs", "seeds", "note"]]
+    for col in ("runs", "lrs", "seeds"):
+        out[col] = out[col].astype("Int64")
+    return out[["item", "shows", "section", "status", "scale", "runs", "lrs", "seeds", "note", "verdict",
+                "verdict_note"]]
 
 
 def scorecard(store=None):
@@ -142,3 +245,15 @@ def scorecard(store=None):
         t["left_out"] = t.attrs["left_out"]
         parts.append(t)
     return pd.concat(parts, ignore_index=True)
+
+
+def html_table(frame, wrap=(), precision: int = 3):
+    """`frame` styled for the book: no index column, missing values blank, floats to `precision`
+    decimals, integers as integers, and the long-text columns `wrap` wrapping within the page."""
+    shown = frame.astype(object).where(frame.notna(), "")
+    styled = shown.style.hide(axis="index").format(precision=precision)
+    styled = styled.set_table_attributes('class="dataframe"')
+    if wrap:
+        styled = styled.set_properties(subset=list(wrap), **{"white-space": "normal", "min-width": "14em",
+                                                             "max-width": "32em", "text-align": "left"})
+    return styled

@@ -18,31 +18,68 @@
 # %% [markdown]
 # # Reproduction status
 #
-# Every figure and table of the paper, and what the results store holds for it. Generated from the
-# store when the book is built (`python -m lrbook status` prints the same table, `--json` as JSON).
+# Every figure, table and proposition of the paper, main text and supplement, with two separate
+# answers, both generated from the results store when the book is built (`python -m lrbook status`
+# prints the same table, `--json` as JSON).
 #
-# * **reproduced**: every cell the item needs has at least 5 LRs x 3 seeds stored;
+# **Coverage**: what the store holds for the item.
+# * **complete**: every cell the item needs has at least 5 LRs x 3 seeds stored;
 # * **partial**: some cells have runs;
-# * **pending**: nothing stored yet, or the section is not built yet;
+# * **pending**: nothing stored yet, or the section that would show it is not built yet;
 # * **not possible here**: the data or weights cannot be obtained on the machine that builds this
-#   book; the note says why and the code path says how to run it elsewhere.
+#   book; the note says why;
+# * **computed**: needs no stored runs, the page computes it when the book is built;
+# * **nothing to reproduce**: a diagram or a set of example inputs;
+# * **not described**: the paper's text never refers to the figure.
+#
+# **Verdict**: whether the stored runs show the paper's trend, read from the Table S1 scorecard at
+# the end of this page (the same comparison the section pages show). For each cell with runs and
+# each variable the item plots, the Spearman correlation of LR with the variable is scored by its 95%
+# seed-bootstrap interval: above 0, the variable rises with LR as the paper says; below 0, it falls;
+# including 0, no clear trend.
+# * **agrees**: every (cell, variable) pair rises with LR; **disagrees**: every one falls;
+# * **partly**: some do and some do not (the note names those that do not); **unclear**: none has a
+#   clear trend;
+# * **not scored**: the item's claim is not a Table S1 trend (its page tests it) or there are too few
+#   runs to score; **not run**: no runs stored.
+#
+# A complete item can agree only partly (more seeds narrow the intervals), and a partial one can
+# already agree on the cells it has.
 
 # %% tags=["parameters"]
 store_dir = None  # results store; None: the repository's results/ (or $LRBOOK_STORE)
 
 # %%
-import pandas as pd
 from IPython.display import Markdown, display
 
 from lrbook import ResultStore
-from lrbook.status import status_table
+from lrbook.status import html_table, scorecard, status_table
 
 store = ResultStore(store_dir)
-table = status_table(store)
-counts = table.status.value_counts()
-display(Markdown(f"{len(store)} runs in the store; " + ", ".join(f"{n} {s}" for s, n in counts.items()) + "."))
-with pd.option_context("display.max_colwidth", None):
-    display(table.astype(object).fillna("").style.hide(axis="index"))
+card = scorecard(store)
+table = status_table(store, card=card)
+
+
+def tally(column):
+    return ", ".join(f"{n} {value}" for value, n in table[column].value_counts().items())
+
+
+display(Markdown(f"{len(store)} runs in the store. Coverage of the {len(table)} items: {tally('status')}. "
+                 f"Verdict: {tally('verdict')}."))
+
+# %% [markdown]
+# ## Verdict
+
+# %%
+display(html_table(table[["item", "shows", "section", "verdict", "verdict_note"]]
+                   .rename(columns={"verdict_note": "why"}), wrap=("shows", "why")))
+
+# %% [markdown]
+# ## Coverage
+
+# %%
+display(html_table(table[["item", "section", "status", "scale", "runs", "lrs", "seeds", "note"]]
+                   .rename(columns={"status": "coverage", "lrs": "LRs"}), wrap=("note",)))
 
 # %% [markdown]
 # ## Table S1 scorecard
@@ -53,14 +90,15 @@ with pd.option_context("display.max_colwidth", None):
 # are counted but left out of the comparison.
 
 # %%
-from lrbook.reference import DATASET_NAMES, MODEL_NAMES, compare_with_paper
+from lrbook.reference import DATASET_NAMES, MODEL_NAMES
 from lrbook.report import coverage_note
 
 df = store.to_frame()
-cells = [] if df.empty else sorted({(d, m, s) for d, m, s in zip(df.dataset, df.model, df.scale)})
-if not cells:
+if card.empty:
     display(Markdown("No runs stored yet."))
-for d, m, s in cells:
-    sub = df[(df.dataset == d) & (df.model == m) & (df.scale == s)]
-    display(Markdown(f"**{DATASET_NAMES.get(d, d)} / {MODEL_NAMES.get(m, m)}**. {coverage_note(sub, s)}"))
-    display(compare_with_paper(sub, d, m).round(3).style.hide(axis="index"))
+else:
+    per_cell = ["dataset", "model", "scale", "runs", "lrs", "seeds", "left_out"]
+    for (d, m, s), rows in card.groupby(["dataset", "model", "scale"], sort=True):
+        sub = df[(df.dataset == d) & (df.model == m) & (df.scale == s)]
+        display(Markdown(f"**{DATASET_NAMES.get(d, d)} / {MODEL_NAMES.get(m, m)}**. {coverage_note(sub, s)}"))
+        display(html_table(rows.drop(columns=per_cell)))

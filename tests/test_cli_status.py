@@ -16,7 +16,7 @@ from lrbook import reference
 from lrbook.__main__ import main
 from lrbook.config import make_config
 from lrbook.reference import bootstrap_spearman, compare_with_paper, paper_row, spearman
-from lrbook.status import MIN_LRS, MIN_SEEDS, PAPER_ITEMS, cell_coverage, status_table
+from lrbook.status import COVERAGE, MIN_LRS, MIN_SEEDS, PAPER_ITEMS, VERDICTS, cell_coverage, status_table
 from lrbook.store import ResultStore
 
 REPO = Path(__file__).resolve().parents[1]
@@ -59,9 +59,12 @@ def test_cli_status_json_lists_every_paper_item(tmp_store):
     if isinstance(payload, dict) and payload.get("scorecard"):
         assert {(r["dataset"], r["model"], r["scale"]) for r in payload["scorecard"]} == {("parity", "fcn", "smoke")}
     for r in rows:
-        assert r["status"] in ("reproduced", "partial", "pending", "not possible here")
+        assert r["status"] in COVERAGE and r["verdict"] in VERDICTS, r
         if r["status"] == "not possible here":
             assert r["note"], r["item"]
+    assert fig3["verdict"] == "not scored" and "fewer than 3" in fig3["verdict_note"]  # 2 LRs: no Spearman
+    assert items["Fig. 15"]["verdict"] == "not run"
+    assert isinstance(fig3["runs"], int) and items["Fig. 7, 19"]["runs"] is None  # integers, not 2.0
 
 
 def test_cli_status_empty_store_and_store_flag(tmp_path, capsys):
@@ -69,7 +72,7 @@ def test_cli_status_empty_store_and_store_flag(tmp_path, capsys):
     assert main(["--store", str(empty), "status"]) == 0
     text = capsys.readouterr().out
     assert "Fig. 3" in text and "not possible here" in text and "pending" in text
-    assert " reproduced " not in text
+    assert " complete " not in text
 
 
 def test_cli_sweep_trains_then_skips(tmp_path, capsys):
@@ -92,18 +95,83 @@ def test_cli_sweep_trains_then_skips(tmp_path, capsys):
 # ------------------------------------------------------------------------------------ status logic
 
 
-def test_fig3_reproduced_needs_five_lrs_by_three_seeds(tmp_store):
+def test_fig3_complete_needs_five_lrs_by_three_seeds(tmp_store):
     fabricate(tmp_store, lrs=LRS[:4])  # 4 LRs x 3 seeds
     assert by_item(status_table(tmp_store))["Fig. 3"]["status"] == "partial"
     fabricate(tmp_store, lrs=LRS[4:], seeds=(0, 1))  # fifth LR with only 2 seeds
     assert by_item(status_table(tmp_store))["Fig. 3"]["status"] == "partial"
     fabricate(tmp_store, lrs=LRS[4:], seeds=(2,))  # now 5 x 3
     row = by_item(status_table(tmp_store))["Fig. 3"]
-    assert row["status"] == "reproduced"
+    assert row["status"] == "complete"
     assert (row["runs"], row["lrs"], row["seeds"], row["scale"]) == (15, 5, 3, "smoke")
     assert row["note"] == ""
     # other items are unaffected by parity runs
     assert by_item(status_table(tmp_store))["Fig. 15"]["status"] == "pending"
+
+
+def fabricate_trends(store, trends, lrs=LRS, seeds=(0, 1, 2)):
+    """Parity/FCN records whose Table S1 metrics follow `trends`: column -> +1 (rises with LR), -1
+    (falls) or 0 (no trend: the values cycle over seeds)."""
+    for i, lr in enumerate(lrs):
+        for s in seeds:
+            cfg = make_config("parity", "fcn", lr=lr, seed=s, scale="smoke")
+            metrics = {"train_acc": 1.0}
+            for col, sign in trends.items():
+                metrics[col] = 0.5 + (0.05 * sign * i if sign else 0.05 * ((s + i) % 3 - 1))
+            store.put({"run_id": cfg.run_id, "config": cfg.to_dict(), "status": "converged", "epochs": 5,
+                       "metrics": metrics})
+
+
+S1_COLUMNS = ("test_acc", "prunability", "act_compressibility", "csi", "class_separation")
+
+
+def test_verdict_is_separate_from_coverage(tmp_store, fast_bootstrap):
+    """A cell with every LR x seed stored is complete, whatever its trends; the verdict says whether
+    they are the paper's (here: prunability shows none, so Fig. 3 agrees only partly)."""
+    fabricate_trends(tmp_store, {c: 0 if c == "prunability" else 1 for c in S1_COLUMNS})
+    fig3 = by_item(status_table(tmp_store))["Fig. 3"]
+    assert fig3["status"] == "complete"
+    assert fig3["verdict"] == "partly"
+    assert fig3["verdict_note"] == "2 of 3 (cell, variable) pairs rise with LR; Prunability has no clear trend on " \
+                                   "Parity/FCN (smoke)"
+    assert by_item(status_table(tmp_store))["Fig. 15"]["verdict"] == "not run"
+
+
+@pytest.mark.parametrize("sign, expected", [(1, "agrees"), (-1, "disagrees")])
+def test_verdict_follows_the_scorecard(tmp_store, fast_bootstrap, sign, expected):
+    from lrbook.status import scorecard
+
+    fabricate_trends(tmp_store, {c: sign for c in S1_COLUMNS}, lrs=LRS[:3], seeds=(0, 1))
+    card = scorecard(tmp_store)
+    assert set(card.agrees) == {"yes" if sign > 0 else "no"}
+    items = by_item(status_table(tmp_store, card=card))
+    assert items["Fig. 3"]["status"] == "partial"  # 3 LRs x 2 seeds: not complete, but scored
+    assert items["Fig. 3"]["verdict"] == expected and items["Fig. 5"]["verdict"] == "not run"
+    assert items["Table S1"]["verdict"] == expected
+
+
+def test_a_variable_the_runs_do_not_measure_is_not_agreement(tmp_store, fast_bootstrap):
+    fabricate_trends(tmp_store, {"test_acc": 1})  # no prunability, no compressibility stored
+    fig3 = by_item(status_table(tmp_store))["Fig. 3"]
+    assert fig3["verdict"] == "partly" and "Prunability is not measured" in fig3["verdict_note"]
+
+
+def test_every_paper_item_is_listed():
+    """Figures 1 to 36, Tables S1 and S2, Propositions 1 and 2, each exactly once."""
+    listed = []
+    for it in PAPER_ITEMS:
+        for part in it.item.split(", "):
+            part = part.removeprefix("Fig. ").removeprefix("Table ").removeprefix("Prop. ")
+            if "-" in part:
+                lo, hi = part.split("-")
+                listed += [f"Fig. {n}" for n in range(int(lo), int(hi) + 1)]
+            elif part.startswith("S"):
+                listed.append(f"Table {part}")
+            else:
+                kind = "Prop." if it.item.startswith("Prop.") else "Fig."
+                listed.append(f"{kind} {part}")
+    expected = [f"Fig. {n}" for n in range(1, 37)] + ["Table S1", "Table S2", "Prop. 1", "Prop. 2"]
+    assert sorted(listed) == sorted(expected)
 
 
 def test_five_lrs_with_three_seeds_each_not_just_in_total(tmp_store):
@@ -151,7 +219,7 @@ def test_multi_cell_items_need_every_cell(tmp_store):
     fabricate(tmp_store)
     fabricate(tmp_store, dataset="moon_star")
     items = by_item(status_table(tmp_store))
-    assert items["Fig. 15"]["status"] == "reproduced"
+    assert items["Fig. 15"]["status"] == "complete"
     s1 = items["Table S1"]
     assert s1["status"] == "partial" and s1["note"].startswith("2/22 cells")
     assert "parity/fcn" in s1["note"] and "moon_star/fcn" in s1["note"]
@@ -163,7 +231,7 @@ def test_status_of_an_empty_store_is_not_read_from_the_default_store(tmp_path, m
     default = ResultStore(tmp_path / "default")
     fabricate(default)
     monkeypatch.setenv("LRBOOK_STORE", str(default.root))
-    assert by_item(status_table())["Fig. 3"]["status"] == "reproduced"  # no argument: the default store
+    assert by_item(status_table())["Fig. 3"]["status"] == "complete"  # no argument: the default store
     empty = ResultStore(tmp_path / "empty")
     assert by_item(status_table(empty))["Fig. 3"]["status"] == "pending"
 
@@ -174,8 +242,11 @@ def test_blocked_and_planned_items(tmp_store):
         row = items[it.item]
         if it.blocked:
             assert row["status"] == "not possible here" and row["note"] == it.blocked
-        elif not it.cells:
-            assert row["status"] == "pending" and row["note"] == it.planned
+            assert row["verdict"] == "not possible here"
+        elif it.illustration:
+            assert row["status"] == row["verdict"] == "nothing to reproduce" and row["note"] == it.illustration
+        elif it.planned:
+            assert row["status"] == "pending" and row["note"] == it.planned and row["verdict"] == "not run"
     assert items["Fig. 7, 19"]["status"] == "not possible here"
     assert "cannot be downloaded" in items["Fig. 7, 19"]["note"]
 
