@@ -3,25 +3,82 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
+
+from .config import DATASET_PRESETS, MODELS, SCALES, ConfigError
+
+USER_ERROR = 2  # exit status of a usage or data error, as argparse's own
+INCOMPLETE = 3  # a sweep that left runs to other processes or could not claim them
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error: `lrbook: error: ...` and where to find the usage."""
+
+    def error(self, message):
+        self.exit(USER_ERROR, f"lrbook: error: {message} (see: {self.prog} --help)\n")
+
+
+def _learning_rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a learning rate must be a number > 0, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"a learning rate must be a finite number > 0, got {text}")
+    return value
+
+
+def _count(minimum: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected a whole number >= {minimum}, got {value}")
+        return value
+
+    return parse
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="lrbook", description=__doc__)
+    from .sweep import SweepFailed, SweepInterrupted
+
+    try:
+        return _main(argv)
+    except ConfigError as e:  # a bad setting or missing data (data.DataNotFoundError): one line, no traceback
+        print(f"lrbook: error: {e}", file=sys.stderr)
+        return USER_ERROR
+    except SweepInterrupted as e:  # Ctrl-C or SIGTERM: what finished and how to resume, no traceback
+        print(f"lrbook: {e}", file=sys.stderr)
+        return 128 + e.signal
+    except SweepFailed as e:
+        print(f"lrbook: {e}\n{e.report.explain()}", file=sys.stderr)
+        return 1
+
+
+def _main(argv=None) -> int:
+    parser = _Parser(prog="lrbook", description=__doc__)
     parser.add_argument("--store", help="results store (default: $LRBOOK_STORE or the checkout's results/)")
     sub = parser.add_subparsers(dest="command", required=True)
     st = sub.add_parser("status", help="what of the paper is reproduced")
     st.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    st.add_argument("--check", action="store_true",
+                    help="validate every record and claim in the store; exit 1 if any is bad")
+    st.add_argument("--clean", action="store_true",
+                    help="remove stale claims and leftover temporary files older than a minute")
     sw = sub.add_parser("sweep", help="train the missing runs of an LR x seed grid")
-    sw.add_argument("dataset")
-    sw.add_argument("--model", default="fcn")
-    sw.add_argument("--lrs", type=float, nargs="+", required=True)
-    sw.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    sw.add_argument("--scale", default="cpu")
-    sw.add_argument("--workers", type=int, default=1)
-    sw.add_argument("--device", default="auto")
-    sw.add_argument("--data-root", default=None)
-    sw.add_argument("--pack", type=int, default=0,
+    sw.add_argument("dataset", choices=list(DATASET_PRESETS))
+    sw.add_argument("--model", default="fcn", choices=MODELS)
+    sw.add_argument("--lrs", type=_learning_rate, nargs="+", required=True, metavar="LR")
+    sw.add_argument("--seeds", type=_count(0), nargs="+", default=[0, 1, 2])
+    sw.add_argument("--scale", default="cpu", choices=SCALES)
+    sw.add_argument("--workers", type=_count(1), default=1)
+    sw.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    sw.add_argument("--data-root", default=None,
+                    help="folder holding MNIST/raw/ and cifar-10-batches-py/ (default: $LRBOOK_DATA or ./data)")
+    sw.add_argument("--pack", type=_count(0), default=0,
                     help="train up to N models of the grid packed in one process (lrbook.packed; GPU)")
     sw.add_argument("--ray", metavar="ADDRESS", default=None,
                     help="run on Ray: 'local' starts local Ray, else a cluster address (lrbook.ray_sweep)")
@@ -38,24 +95,36 @@ def main(argv=None) -> int:
 
     store = ResultStore(args.store)
     if args.command == "status":
+        if args.check or args.clean:
+            return _check_store(store, clean=args.clean)
         from .status import scorecard, status_table
 
-        table = status_table(store)
+        card = scorecard(store)
+        table = status_table(store, card=card)
         if args.json:
-            card = scorecard(store)
             print(json.dumps({"items": json.loads(table.to_json(orient="records")),
-                              "scorecard": json.loads(card.to_json(orient="records")) if len(card) else []},
+                              "scorecard": json.loads(card.to_json(orient="records")) if len(card) else [],
+                              "bad_records": [str(b) for b in store.bad_records()]},
                              indent=1))
         else:
             import pandas as pd
 
-            with pd.option_context("display.max_colwidth", 60, "display.width", 200):
-                print(table.drop(columns=["shows"]).to_string(index=False))
+            text = table.drop(columns=["shows", "verdict_note"]).astype(object).fillna("")
+            text["note"] = [n if len(n) <= 60 else n[:57] + "..." for n in text.note]
+            with pd.option_context("display.width", 250):
+                print(text.to_string(index=False))
+            for line in store.check():
+                print(f"warning: {line}", file=sys.stderr)
         return 0
     if args.command == "sweep":
         speed = dict(precision=args.precision, channels_last=args.channels_last, compile=args.compile is not None,
                      compile_mode=args.compile or "default")
         configs = grid(args.dataset, args.model, lrs=args.lrs, seeds=args.seeds, scale=args.scale, **speed)
+        if args.ray in (None, "local"):  # a Ray cluster's workers have their own devices and data
+            from .data import require_data
+
+            _check_device(args.device)
+            require_data([args.dataset], args.data_root)  # once, before any run starts
         if args.ray:
             from .ray_sweep import run_sweep_ray
 
@@ -70,8 +139,33 @@ def main(argv=None) -> int:
 
             report = run_sweep(configs, store, workers=args.workers, device=args.device, data_root=args.data_root)
         print(report)
+        if not report.complete:
+            print(report.explain(), file=sys.stderr)
+            return INCOMPLETE
         return 0
     return 1
+
+
+def _check_store(store, clean: bool) -> int:
+    """`lrbook status --check` / `--clean`: one line per problem; exit 1 if a bad record remains."""
+    if clean:
+        for path in store.clean(min_age_s=60):
+            print(f"removed {path.name}")
+    problems = store.check()
+    for line in problems:
+        print(line)
+    bad = len(store.bad_records())
+    print(f"{len(store)} valid records, {bad} bad, {len(problems) - bad} stale claims in {store.runs}")
+    return 1 if bad else 0
+
+
+def _check_device(device: str) -> None:
+    from .train import resolve_device
+
+    try:
+        resolve_device(device)
+    except RuntimeError as e:  # no GPU, or a device name torch does not know
+        raise ConfigError(f"--device {device}: {e}") from None
 
 
 if __name__ == "__main__":

@@ -177,6 +177,42 @@ def validate(cfg: RunConfig) -> RunConfig:
     return cfg
 
 
+def _as_names(value) -> list:
+    """A name, a comma-separated string of names or a list of them, as a list."""
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",")]
+    return list(value) if isinstance(value, (list, tuple, set)) else [value]
+
+
+def check_names(dataset=None, model=None, scale=None, *, datasets=None, models=None) -> None:
+    """Raise one `ConfigError` listing the allowed values when a dataset, model or scale name is
+    unknown, before anything is trained or rendered (a notebook's parameters, the command line).
+
+    `dataset` and `model` may be one name, "all", a comma-separated string or a list; None (and
+    scale None) means "not given" and is not checked. `datasets` / `models` narrow what is allowed
+    (e.g. the synthetic page shows only parity and moon-star).
+
+    >>> check_names(dataset="parity,moon_star", model="all", scale="smoke")
+    >>> check_names(scale="huge")
+    Traceback (most recent call last):
+    ...
+    lrbook.config.ConfigError: unknown scale 'huge'; choose from smoke, cpu, paper
+    """
+    allowed = {"dataset": tuple(datasets or DATASET_PRESETS), "model": tuple(models or MODELS)}
+    problems = []
+    for kind, value in (("dataset", dataset), ("model", model)):
+        if value is None:
+            continue
+        unknown = [v for v in _as_names(value) if v != "all" and v not in allowed[kind]]
+        if unknown:
+            names = ", ".join(repr(v) for v in unknown)
+            problems.append(f"unknown {kind} {names}; choose from {', '.join(allowed[kind])} (or 'all')")
+    if scale is not None and scale not in SCALES:
+        problems.append(f"unknown scale {scale!r}; choose from {', '.join(SCALES)}")
+    if problems:
+        raise ConfigError("; ".join(problems))
+
+
 def make_config(dataset: str, model: str = "fcn", lr: float = 0.1, seed: int = 0, scale: str = "cpu",
                 dataset_params: dict | None = None, model_params: dict | None = None,
                 **overrides) -> RunConfig:

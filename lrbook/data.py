@@ -212,21 +212,94 @@ def data_root(root: str | os.PathLike | None = None) -> Path:
     return Path(root or os.environ.get("LRBOOK_DATA") or "data").expanduser()
 
 
-@functools.lru_cache(maxsize=4)
-def load_mnist(root: str | None = None, download: bool = True) -> tuple[torch.Tensor, ...]:
-    """Raw MNIST as uint8 tensors (x_train, y_train, x_test, y_test) from torchvision."""
+# torchvision's MNIST layout: these four files (unpacked) in <root>/MNIST/raw/.
+MNIST_RAW_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+                   "t10k-labels-idx1-ubyte")
+DATA_ROOT_SETTINGS = "data_root= in a notebook, --data-root on the command line, or $LRBOOK_DATA"
+
+
+class DataNotFoundError(FileNotFoundError, ConfigError):
+    """A dataset's files are neither under the data root nor downloadable; the message says where
+    they are expected and which setting chooses the data root (so it is also a `ConfigError`)."""
+
+
+def mnist_files_missing(root: str | os.PathLike | None = None) -> list[str]:
+    """The MNIST files torchvision needs that `<data_root>/MNIST/raw/` lacks (none when torchvision's
+    older processed/ files are there instead). Looks only: creates nothing."""
+    mnist = data_root(root) / "MNIST"
+    if all((mnist / "processed" / f).is_file() for f in ("training.pt", "test.pt")):
+        return []
+    return [f for f in MNIST_RAW_FILES if not (mnist / "raw" / f).is_file()]
+
+
+def _download_mnist(path: Path) -> str | None:
+    """Download MNIST into `path` through torchvision; None on success, else the reason in one line.
+    A failed download leaves no folder behind that it created (no empty MNIST/raw/)."""
+    import shutil
+
     import torchvision
 
-    path = data_root(root)
+    # The topmost folder the download will create (torchvision makes <root>/MNIST/raw/ first).
+    created = next((p for p in (path, path / "MNIST", path / "MNIST" / "raw") if not p.exists()), None)
     try:
-        train = torchvision.datasets.MNIST(str(path), train=True, download=download)
-        test = torchvision.datasets.MNIST(str(path), train=False, download=download)
+        torchvision.datasets.MNIST(str(path), train=True, download=True)
+        return None
     except (RuntimeError, OSError) as e:
-        raise FileNotFoundError(
-            f"MNIST not found under {path.resolve()} and could not be downloaded ({e}). Point "
-            "LRBOOK_DATA (or data_root=) at a folder that holds MNIST/raw/ in torchvision's layout, "
-            "or run once with internet access to download it.") from None
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+        return lines[-1] if lines else type(e).__name__
+
+
+def require_mnist(root: str | os.PathLike | None = None, download: bool = True) -> Path:
+    """The data root once MNIST is readable there (downloaded first when absent and `download`);
+    else `DataNotFoundError` naming the expected layout and the settings that choose the root."""
+    path = data_root(root)
+    missing = mnist_files_missing(path)
+    tried = "downloading is off"
+    if missing and download:
+        tried = f"downloading it failed: {_download_mnist(path) or 'files still missing'}"
+        missing = mnist_files_missing(path)
+    if missing:
+        raw = path.resolve() / "MNIST" / "raw"
+        lacks = "them" if len(missing) == len(MNIST_RAW_FILES) else ", ".join(missing)
+        raise DataNotFoundError(
+            f"MNIST not found: torchvision's layout <root>/MNIST/raw/ holds {', '.join(MNIST_RAW_FILES)}, "
+            f"and {raw}/ lacks {lacks} ({tried}). Set the data root with "
+            f"{DATA_ROOT_SETTINGS}.")
+    return path
+
+
+@functools.lru_cache(maxsize=4)
+def load_mnist(root: str | None = None, download: bool = True) -> tuple[torch.Tensor, ...]:
+    """Raw MNIST as uint8 tensors (x_train, y_train, x_test, y_test) from torchvision (see
+    `require_mnist` for where it is looked for and when it is downloaded)."""
+    import torchvision
+
+    path = str(require_mnist(root, download))
+    train = torchvision.datasets.MNIST(path, train=True, download=False)
+    test = torchvision.datasets.MNIST(path, train=False, download=False)
     return train.data, train.targets, test.data, test.targets
+
+
+MNIST_DATASETS = ("colored_mnist", "double_mnist", "mnist_cifar")
+CIFAR_DATASETS = ("mnist_cifar", "corrupted_cifar10")
+
+
+def require_data(datasets, root: str | os.PathLike | None = None, download: bool = True) -> None:
+    """Check once, before any run starts, that the files the given datasets read are there (or can
+    be downloaded): MNIST for the MNIST-based sets, CIFAR-10 for the CIFAR-based ones. Raises
+    `DataNotFoundError`; the procedural sets (parity, moon-star) need nothing."""
+    names = [datasets] if isinstance(datasets, str) else list(datasets)
+    if any(d in MNIST_DATASETS for d in names):
+        require_mnist(root, download)
+    if any(d in CIFAR_DATASETS for d in names):
+        from .cifar_data import load_cifar10
+
+        try:
+            load_cifar10(root, download)
+        except FileNotFoundError as e:
+            raise DataNotFoundError(f"{e} ({DATA_ROOT_SETTINGS})") from None
 
 
 def _subset(n_avail: int, n: int, rng: np.random.Generator) -> np.ndarray:

@@ -124,6 +124,7 @@ def make_record(cfg: RunConfig, data, outcome, metrics: dict | None, eval_curves
         "run_id": cfg.run_id,
         "config": cfg.to_dict(),
         "status": outcome.status,
+        "diverged_because": outcome.diverged_because,
         "epochs": outcome.epochs,
         "steps": outcome.steps,
         "bc_ratio_drawn": data.bc_ratio_drawn,

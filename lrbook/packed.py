@@ -16,8 +16,9 @@ Each packed model k is the run `lrbook.train.train` would do for its config:
 * BatchNorm running statistics are stacked buffers passed through `functional_call`, updated in
   place per model;
 * the same per-epoch curves (`train.CURVE_KEYS`), stopping rule (an epoch with 100% running
-  training accuracy: `converged`; a non-finite loss: `diverged`; else `max_epochs`) and
-  `max_bc_loss_ratio`. Per-step values go to device buffers read once per epoch.
+  training accuracy: `converged`; `train.divergence_reason`, applied to each model's own epoch
+  statistics: `diverged`; else `max_epochs`) and `max_bc_loss_ratio`. Per-step values go to
+  device buffers read once per epoch.
 
 A model that finishes leaves the pack at the end of that epoch (the remaining ones are re-stacked,
 so finished models stop costing compute) and is handed back as an ordinary `nn.Module` (a fresh
@@ -34,6 +35,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import signal
 import time
 import traceback
 from typing import Iterator
@@ -44,7 +46,8 @@ from torch import nn
 
 from .config import ConfigError, RunConfig, validate
 from .models import build_model
-from .train import CURVE_KEYS, TrainOutcome, append_epoch_curves, resolve_device
+from .train import (CURVE_KEYS, DEAD_UNIT_PROBE_INPUTS, TrainOutcome, append_epoch_curves, chance_accuracy,
+                    dead_unit_fraction, divergence_reason, resolve_device)
 
 # Fields that must be equal for configs to share a pack (everything that shapes the computation
 # other than lr and seed). max_epochs and stop_train_acc may differ: they are applied per model.
@@ -194,6 +197,7 @@ class PackedTrainer:
         autocast = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cfg0.precision == "bf16")
         curves = {i: {k: [] for k in CURVE_KEYS} for i in self.active}
         max_epochs = max(self.configs[i].max_epochs for i in self.active)
+        chance = chance_accuracy(y)
         start = time.perf_counter()
         bar = tqdm(range(1, max_epochs + 1), desc=f"{cfg0.dataset}/{cfg0.model} pack of {len(self.active)}",
                    disable=not self.progress, leave=False)
@@ -234,11 +238,14 @@ class PackedTrainer:
                     ], dim=1)
                     correct += (logits.argmax(2) == yb).sum(1)
             stats, n_correct_all = buf.cpu(), correct.cpu().tolist()  # the epoch's only host sync
-            done, keep = [], []
+            done, keep, why_diverged = [], [], {}
             for slot, ci in enumerate(self.active):
                 cfg, cur, st, n_correct = self.configs[ci], curves[ci], stats[slot], n_correct_all[slot]
                 append_epoch_curves(cur, st, n_correct, n)
-                if not torch.isfinite(st[0]).all():
+                why_diverged[slot] = divergence_reason(
+                    st[0], cur["logit_norm"][-1], n_correct / n, chance,
+                    lambda slot=slot: dead_unit_fraction(self.unstack(slot), x[:DEAD_UNIT_PROBE_INPUTS]))
+                if why_diverged[slot]:
                     done.append((slot, "diverged"))
                 elif n_correct >= cfg.stop_train_acc * n:
                     done.append((slot, "converged"))
@@ -253,7 +260,8 @@ class PackedTrainer:
                 finite = [v for v in curves[ci]["bc_loss_ratio_max"] if math.isfinite(v)]
                 outcome = TrainOutcome(status=status, epochs=epoch, steps=epoch * spe, seconds=seconds,
                                        curves=curves.pop(ci),
-                                       max_bc_loss_ratio=max(finite) if finite else float("nan"))
+                                       max_bc_loss_ratio=max(finite) if finite else float("nan"),
+                                       diverged_because=why_diverged[slot])
                 finished.append((ci, self.unstack(slot), outcome))
             if done:
                 if keep:
@@ -294,65 +302,67 @@ def run_packed(configs, store=None, device="auto", data_root=None, pack: int = 1
     """Train every config the store lacks, packing runs that differ only in lr and seed (at most
     `pack` per pack), evaluate each finished model as `run_experiment` does and write its record the
     moment it finishes. Configs that cannot be packed (`packable`) are trained unpacked. Each run is
-    claimed in the store first, so concurrent sweeps never train it twice. Returns a `SweepReport`."""
+    claimed in the store first (`lrbook.sweep`'s core), so concurrent sweeps never train it twice.
+    Returns a `SweepReport`; Ctrl-C or SIGTERM releases every claim and raises `SweepInterrupted`."""
     from .data import dataset_for
     from .experiment import save_artefacts
-    from .store import ResultStore
-    from .sweep import SweepReport, _run_one, already_stored, missing
+    from .store import ClaimBlocked, ResultStore
+    from .sweep import SweepInterrupted, _sigterm_unwinds, _Stop, finish, plan, run_one
 
     if pack < 1:
         raise ValueError("pack must be >= 1")
     store = ResultStore() if store is None else store
-    store.check_writable()
-    configs = [validate(c) for c in configs]
-    report = SweepReport(already_stored=already_stored(configs, store))
-    todo = missing(configs, store)
+    report, todo = plan(configs, store)
     device = resolve_device(device)
     groups: dict[str, list[RunConfig]] = {}
     for c in todo:
         if packable(c):
             groups.setdefault(group_key(c), []).append(c)
+    done: set[str] = set()
+    try:
+        with _sigterm_unwinds():
+            for group in groups.values():
+                data = None
+                for lo in range(0, len(group), pack):
+                    chunk = []
+                    for c in group[lo:lo + pack]:
+                        try:
+                            (chunk if store.claim(c.run_id) else report.claimed_elsewhere).append(c)
+                        except ClaimBlocked as e:
+                            report.blocked[c.run_id] = str(e)
+                    if not chunk:
+                        continue
+                    pending = {c.run_id for c in chunk}
+                    try:
+                        if data is None:
+                            data = dataset_for(chunk[0], root=data_root).to(device)
+                        started = dt.datetime.now(dt.timezone.utc)
+                        trainer = PackedTrainer(chunk, data, device, progress)
+                        for i, model, outcome in trainer.run():
+                            cfg = chunk[i]
+                            record, artefacts = _record(cfg, data, model, outcome, device, started, len(chunk))
+                            save_artefacts(store, cfg.run_id, artefacts)
+                            store.put(record)
+                            store.release(cfg.run_id)
+                            pending.discard(cfg.run_id)
+                            report.trained.append(cfg.run_id)
+                    except Exception:
+                        err = traceback.format_exc()
+                        for rid in pending:
+                            report.failed[rid] = err
+                    finally:
+                        for rid in pending:
+                            store.release(rid)
+                    done.update(c.run_id for c in chunk)
 
-    for group in groups.values():
-        data = None
-        for lo in range(0, len(group), pack):
-            chunk = []
-            for c in group[lo:lo + pack]:
-                (chunk if store.claim(c.run_id) else report.claimed_elsewhere).append(c)
-            if not chunk:
-                continue
-            pending = {c.run_id for c in chunk}
-            try:
-                if data is None:
-                    data = dataset_for(chunk[0], root=data_root).to(device)
-                started = dt.datetime.now(dt.timezone.utc)
-                trainer = PackedTrainer(chunk, data, device, progress)
-                for i, model, outcome in trainer.run():
-                    cfg = chunk[i]
-                    record, artefacts = _record(cfg, data, model, outcome, device, started, len(chunk))
-                    save_artefacts(store, cfg.run_id, artefacts)
-                    store.put(record)
-                    store.release(cfg.run_id)
-                    pending.discard(cfg.run_id)
-                    report.trained.append(cfg.run_id)
-            except Exception:
-                err = traceback.format_exc()
-                for rid in pending:
-                    report.failed[rid] = err
-            finally:
-                for rid in pending:
-                    store.release(rid)
-
-    for c in todo:
-        if packable(c):
-            continue
-        try:
-            run_id, outcome = _run_one(c.to_dict(), str(store.root), str(device), data_root, None, progress)
-            {"claimed": report.claimed_elsewhere, "stored": report.already_stored}.get(
-                outcome, report.trained).append(run_id)
-        except Exception:
-            report.failed[c.run_id] = traceback.format_exc()
-    if report.failed:
-        first = next(iter(report.failed.values()))
-        raise RuntimeError(f"{len(report.failed)} run(s) failed ({report}); first error:\n{first}")
-    return report
+            for c in todo:
+                if not packable(c):
+                    try:
+                        report.note(*run_one(c.to_dict(), str(store.root), str(device), data_root, None, progress))
+                    except Exception:
+                        report.failed[c.run_id] = traceback.format_exc()
+                    done.add(c.run_id)
+    except (KeyboardInterrupt, _Stop) as e:
+        report.stopped += [c.run_id for c in todo if c.run_id not in done and c.run_id not in report.trained]
+        raise SweepInterrupted(report, signal.SIGTERM if isinstance(e, _Stop) else signal.SIGINT) from None
+    return finish(report)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .reference import METRIC_LABELS, MIN_SCORED_TRAIN_ACC
+from .reference import METRIC_LABELS, MIN_SCORED_TRAIN_ACC, scored_runs
 
 LR_EFFECT_METRICS = ("test_acc", "prunability", "act_compressibility")  # Fig. 3, 4, 15, 16
 REPRESENTATION_METRICS = ("csi", "class_separation")  # Fig. 5
@@ -14,20 +14,24 @@ COLORS = {"test_acc": "#1f77b4", "prunability": "#d62728", "act_compressibility"
 
 
 def lr_summary(df, metrics=LR_EFFECT_METRICS):
-    """Per-LR mean, sd and run count of each metric (diverged runs are counted, not averaged)."""
+    """Per-LR mean, sd and run count of each metric (diverged runs are counted, not averaged). A
+    metric no run has (e.g. every run diverged, so none was evaluated) is NaN; no runs, no rows."""
     import pandas as pd
 
+    columns = ["lr", "runs", "diverged", "hit_max_epochs", "epochs"] + [f"{m}_{k}" for m in metrics
+                                                                        for k in ("mean", "sd")]
     rows = []
-    for lr, g in df.groupby("lr"):
+    for lr, g in (df.groupby("lr") if len(df) else ()):
         ok = g[g.status != "diverged"]
         row = {"lr": lr, "runs": len(g), "diverged": int((g.status == "diverged").sum()),
                "hit_max_epochs": int((g.status == "max_epochs").sum()),
                "epochs": ok.epochs.mean() if len(ok) else np.nan}
         for m in metrics:
-            row[f"{m}_mean"] = ok[m].mean() if len(ok) else np.nan
-            row[f"{m}_sd"] = ok[m].std(ddof=1) if len(ok) > 1 else np.nan
+            values = ok[m].astype(float) if m in ok else pd.Series(np.nan, index=ok.index)
+            row[f"{m}_mean"] = values.mean() if len(ok) else np.nan
+            row[f"{m}_sd"] = values.std(ddof=1) if len(ok) > 1 else np.nan
         rows.append(row)
-    return pd.DataFrame(rows).sort_values("lr").reset_index(drop=True)
+    return pd.DataFrame(rows, columns=columns).sort_values("lr").reset_index(drop=True)
 
 
 def format_summary(summary, metrics=LR_EFFECT_METRICS, percent=("test_acc",)):
@@ -49,16 +53,39 @@ def format_summary(summary, metrics=LR_EFFECT_METRICS, percent=("test_acc",)):
     return out
 
 
-def plot_lr_effects(df, metrics=LR_EFFECT_METRICS, ax=None, title=None, normalise=True):
+def _say_why_empty(ax, text: str, title=None):
+    """An empty panel that says what is missing, in place of a figure that cannot be drawn."""
+    import textwrap
+
+    ax.text(0.5, 0.5, textwrap.fill(text.replace("`", ""), 44), ha="center", va="center", fontsize=8,
+            transform=ax.transAxes)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def plot_lr_effects(df, metrics=LR_EFFECT_METRICS, ax=None, title=None, normalise=True, scored_only=False):
     """Mean over seeds (line) and +-1 sd (band) of each metric against LR, log x axis; each metric
-    min-max normalised over its per-LR means, as in the paper's figures."""
+    min-max normalised over its per-LR means, as in the paper's figures. `scored_only`: plot only
+    the runs the comparison with the paper uses (`reference.scored_runs`). With nothing to plot
+    (every run diverged or under-trained, or no runs) the panel says so instead."""
     import matplotlib.pyplot as plt
+
+    from .report import nothing_scored_note
 
     if ax is None:
         _, ax = plt.subplots(figsize=(4.5, 3.2))
-    s = lr_summary(df, metrics)
+    shown = scored_runs(df) if scored_only and len(df) else df
+    s = lr_summary(shown, metrics)
     s = s[s[[f"{m}_mean" for m in metrics]].notna().any(axis=1)]
+    if s.empty:
+        why = nothing_scored_note(df, df.scale.iloc[0] if "scale" in df and len(df) else None)
+        return _say_why_empty(ax, why or "No evaluated run has these metrics.", title)
     for m in metrics:
+        if s[f"{m}_mean"].isna().all():
+            continue
         mu, sd = s[f"{m}_mean"].to_numpy(float), s[f"{m}_sd"].fillna(0).to_numpy(float)
         lo, span = (np.nanmin(mu), np.nanmax(mu) - np.nanmin(mu)) if normalise else (0.0, 1.0)
         span = span if span > 0 else 1.0
@@ -86,14 +113,24 @@ def _label_lrs(ax, lrs):
     ax.xaxis.set_minor_formatter(NullFormatter())
 
 
-def plot_attribution_trace(record, regions=("core", "spurious", "noise"), ax=None, title=None):
+def plot_attribution_trace(record, regions=("core", "spurious", "noise"), ax=None, title=None, which=None):
     """Share of attribution on each region over training steps for one run (Fig. 3, lower panels);
-    falls back to BA/BC test accuracy when the dataset defines no regions (moon-star)."""
+    falls back to BA/BC test accuracy when the dataset defines no regions (moon-star). `which`
+    ("lowest", "highest") titles the panel with the run's LR and seed. `record` None (no run the
+    comparison uses) or a run without a trace: the panel says so."""
     import matplotlib.pyplot as plt
 
     if ax is None:
         _, ax = plt.subplots(figsize=(4.5, 3.2))
+    if title is None and which:
+        title = (f"{which} LR: no run to show" if record is None
+                 else f"{which} LR {record['config']['lr']:g} (seed {record['config']['seed']})")
+    if record is None:
+        return _say_why_empty(ax, "No run reached 100% training accuracy (see the note above), so there is "
+                                  "no trained network's attribution trace to show.", title)
     trace = record.get("attribution_trace") or []
+    if not trace:
+        return _say_why_empty(ax, f"Run {record['run_id']} ({record['status']}) stored no attribution trace.", title)
     steps = np.array([p["step"] for p in trace], float)
     keys = [r for r in regions if trace and r in trace[0]]
     ylabel = "attribution share"
@@ -129,7 +166,11 @@ def plot_pruning_curves(records, method="structured", ax=None, title=None):
         by_lr.setdefault(r["config"]["lr"], []).append(curve)
         if r["status"] == "max_epochs" and r["metrics"]["train_acc"] < MIN_SCORED_TRAIN_ACC:
             under_trained.add(r["config"]["lr"])
-    fractions = [0.0] + (trained[0]["curves"]["prune_fractions"] if trained else [])
+    if not trained:
+        n_diverged = sum(r["status"] == "diverged" for r in records)
+        why = f": {n_diverged} of {len(records)} runs diverged (a diverged run is not evaluated)" if n_diverged else ""
+        return _say_why_empty(ax, f"No run has a {method} pruning curve{why}.", title)
+    fractions = [0.0] + trained[0]["curves"]["prune_fractions"]
     cmap = plt.get_cmap("viridis")
     for i, lr in enumerate(sorted(by_lr)):
         label = f"LR {lr:g}" + (" (under-trained)" if lr in under_trained else "")

@@ -8,6 +8,7 @@ A record is a JSON object in `<store>/runs/<run_id>.json`:
 | `run_id` | `RunConfig.run_id`, the hash of `config`; also the file's name |
 | `config` | `RunConfig.to_dict()`: everything that determined the run |
 | `status` | `converged` (100% training accuracy), `max_epochs` (stopped at the cap) or `diverged` |
+| `diverged_because` | for a diverged run, which part of `train.divergence_reason` fired (from version 2) |
 | `epochs`, `steps` | how long it trained |
 | `bc_ratio_drawn` | the bias-conflicting share actually drawn in the training set |
 | `metrics` | scalar metrics (paper Sec. 3.2-3.3); `null` for a diverged run |

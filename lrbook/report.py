@@ -32,7 +32,54 @@ def coverage_note(df, scale: str) -> str:
             text += (f" ({len(under)} of them below {100 * MIN_SCORED_TRAIN_ACC:g}%, at LR {lrs}: "
                      f"{100 * under.train_acc.min():.1f} to {100 * under.train_acc.max():.1f}%; under-trained, "
                      "so left out of the comparison with the paper)")
+    if scored_runs(df).empty:
+        return text + ". **No run reached 100% training accuracy, so there is nothing to compare with the paper yet.**"
     return text + "."
+
+
+def nothing_scored_note(df, scale: str | None = None) -> str | None:
+    """Why the runs of `df` give nothing to compare with the paper, or None when at least one run
+    counts (`reference.scored_runs`: not diverged, not under-trained; the paper, Sec. 4.2, trains
+    every network to 100% training accuracy).
+
+    'No run at scale `smoke` reached 100% training accuracy: 6 stopped at the epoch cap (53.2 to
+    90.0% training accuracy), 0 diverged; there is nothing to compare with the paper yet.'"""
+    where = f" at scale `{scale}`" if scale else ""
+    if df.empty:
+        return f"No stored runs{where}."
+    if not scored_runs(df).empty:
+        return None
+    under = df[under_trained(df)]
+    parts = []
+    if len(under):
+        lo, hi = 100 * under.train_acc.min(), 100 * under.train_acc.max()
+        accs = f"{lo:.1f}%" if f"{lo:.1f}" == f"{hi:.1f}" else f"{lo:.1f} to {hi:.1f}%"
+        parts.append(f"{len(under)} stopped at the epoch cap ({accs} training accuracy)")
+    parts.append(f"{int((df.status == 'diverged').sum())} diverged")
+    return (f"No run{where} reached 100% training accuracy: {', '.join(parts)}; there is nothing to compare "
+            "with the paper yet.")
+
+
+def drop_unscored_cells(runs):
+    """`runs` without the (dataset, model) cells none of whose runs the comparison uses (every run
+    diverged or under-trained), and one sentence per dropped cell saying why."""
+    if runs.empty:
+        return runs, []
+    keep, notes = [], []
+    for (d, m), cell in runs.groupby(["dataset", "model"], sort=False):
+        if scored_runs(cell).empty:
+            scale = cell.scale.iloc[0] if "scale" in cell else None
+            notes.append(f"{DATASET_NAMES.get(d, d)} / {MODEL_NAMES.get(m, m)}: {nothing_scored_note(cell, scale)}")
+        else:
+            keep.append((d, m))
+    kept = runs[[(d, m) in keep for d, m in zip(runs.dataset, runs.model)]].reset_index(drop=True)
+    return kept, notes
+
+
+def run_table(df, columns):
+    """Every stored run, sorted by LR and seed, with those of `columns` the runs have (a cell whose
+    runs all diverged has no metric columns)."""
+    return df[[c for c in columns if c in df]].sort_values(["lr", "seed"]).round(4).reset_index(drop=True)
 
 
 def paper_reference_table(dataset: str, model: str):

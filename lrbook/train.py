@@ -6,13 +6,15 @@ buffers and read once per epoch, so a step never waits for the host.
 
 Stopping rule (CHOICE, recorded in the config): stop after the first epoch in which every training
 sample was classified correctly when its minibatch was seen, or at `max_epochs` (status
-`max_epochs`). A non-finite loss stops the run with status `diverged`.
+`max_epochs`). A run that diverges (`divergence_reason`: a non-finite loss, or a network stuck at
+chance with exploded logits or no live penultimate unit) stops with status `diverged`.
 """
 from __future__ import annotations
 
 import math
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -31,6 +33,72 @@ class TrainOutcome:
     max_bc_loss_ratio: float = float("nan")
     attribution_trace: list[dict] = field(default_factory=list)
     unit_trace: dict | None = None  # Fig. 18 (bottom), arrays; see `UnitTrace`
+    diverged_because: str | None = None  # `divergence_reason` of a diverged run
+
+
+# The divergence rule's thresholds; `divergence_reason` says why each has its value.
+CHANCE_MARGIN = 0.05
+EXPLODED_LOGIT_NORM = 1e3
+DEAD_UNIT_PROBE_INPUTS = 1000
+
+
+def divergence_reason(step_losses, logit_norm: float, train_acc: float, chance_acc: float,
+                      dead_unit_fraction: Callable[[], float] | float) -> str | None:
+    """Why a run counts as diverged after an epoch, or None if it does not. Training (`train`)
+    and packed training (`lrbook.packed`) both stop a run with status `diverged` when this returns
+    a reason; a diverged run is a result of the LR sweep (paper Sec. 4.2 trains to 100% training
+    accuracy; an LR too large to get there is reported, not averaged).
+
+    The rule, for one epoch with per-step losses `step_losses`, mean logit L2 norm `logit_norm` and
+    running training accuracy `train_acc`:
+
+    1. some step's loss, or the logit norm, is not finite; or
+    2. the network is at chance, `train_acc <= chance_acc + CHANCE_MARGIN` (`chance_acc`: the
+       majority class's share of the training set, what a constant prediction scores), and
+       a. its logits have exploded: `logit_norm >= EXPLODED_LOGIT_NORM`, or
+       b. every penultimate unit is dead: `dead_unit_fraction() == 1`, the share of penultimate
+          units that output exactly 0 on the first `DEAD_UNIT_PROBE_INPUTS` training inputs
+          (`dead_unit_fraction`; evaluated only in an epoch at chance, so it costs nothing otherwise).
+
+    Thresholds. CHANCE_MARGIN = 0.05: a constant predictor's running accuracy is the majority share
+    up to minibatch noise (batches of 100), and 5 points above it is still far below a network that
+    has learned either feature (the spurious one alone fits 95 to 99% of these training sets).
+    EXPLODED_LOGIT_NORM = 1e3: over the 187 runs stored when the rule was set (five architectures,
+    LRs up to the paper's largest), the largest epoch-mean logit norm was 71, and 3 in an epoch at
+    chance; logits of norm 1e3 at chance mean confidently wrong predictions with a cross-entropy
+    of hundreds of nats, from which SGD at that LR does not return. All-dead penultimate units
+    (2b): a ReLU unit that outputs 0 on every input passes no gradient, so when all of them do, no
+    gradient reaches any layer below the classifier; only its bias moves and the network stays a
+    constant predictor for good (Colored MNIST, FCN, LR 1000 ends so: loss log 10, accuracy 10%).
+    A run meeting 2b would otherwise train to the epoch cap and be stored as `max_epochs`.
+    """
+    losses = torch.as_tensor(step_losses, dtype=torch.float64)
+    if not bool(torch.isfinite(losses).all()):
+        return "non-finite loss"
+    if not math.isfinite(logit_norm):
+        return "non-finite logit norm"
+    if train_acc > chance_acc + CHANCE_MARGIN:
+        return None
+    at_chance = f"training accuracy {100 * train_acc:.1f}% (chance {100 * chance_acc:.1f}%)"
+    if logit_norm >= EXPLODED_LOGIT_NORM:
+        return f"{at_chance} with exploded logits (mean norm {logit_norm:.3g} >= {EXPLODED_LOGIT_NORM:g})"
+    dead = dead_unit_fraction() if callable(dead_unit_fraction) else dead_unit_fraction
+    if dead >= 1.0:
+        return f"{at_chance} with every penultimate unit dead"
+    return None
+
+
+def chance_accuracy(labels: torch.Tensor) -> float:
+    """The training accuracy of the best constant prediction: the majority class's share."""
+    return float(torch.bincount(labels.flatten().cpu()).max()) / labels.numel()
+
+
+def dead_unit_fraction(model: nn.Module, x: torch.Tensor) -> float:
+    """Share of penultimate units that output exactly 0 on every input of `x` (eval mode)."""
+    from .models import penultimate_activations
+
+    feats = penultimate_activations(model, x)
+    return float((feats == 0).all(0).float().mean())
 
 
 def append_epoch_curves(curves: dict, stats: torch.Tensor, n_correct: int, n: int) -> None:
@@ -160,6 +228,7 @@ def train(model: nn.Module, data, cfg, device="cpu", progress: bool = False) -> 
     buf = torch.zeros(6, steps_per_epoch, device=device)  # loss, bc ratio, ba loss, bc loss, has bc, logit norm
     curves = {k: [] for k in CURVE_KEYS}
     status, step, start = "max_epochs", 0, time.perf_counter()
+    chance, why_diverged = chance_accuracy(y), None
     bar = tqdm(range(1, cfg.max_epochs + 1), desc=f"{cfg.dataset}/{cfg.model} lr={cfg.lr:g} seed={cfg.seed}",
                disable=not progress, leave=False)
     epoch = 0
@@ -205,7 +274,9 @@ def train(model: nn.Module, data, cfg, device="cpu", progress: bool = False) -> 
         n_correct = int(correct)
         append_epoch_curves(curves, stats, n_correct, n)
         bar.set_postfix(loss=f"{curves['loss'][-1]:.3g}", acc=f"{n_correct / n:.4f}")
-        if not torch.isfinite(stats[0]).all():
+        why_diverged = divergence_reason(stats[0], curves["logit_norm"][-1], n_correct / n, chance,
+                                         lambda: dead_unit_fraction(model, x[:DEAD_UNIT_PROBE_INPUTS]))
+        if why_diverged:
             status = "diverged"
             break
         if n_correct >= cfg.stop_train_acc * n:
@@ -219,4 +290,5 @@ def train(model: nn.Module, data, cfg, device="cpu", progress: bool = False) -> 
     finite = [v for v in curves["bc_loss_ratio_max"] if math.isfinite(v)]
     return TrainOutcome(status=status, epochs=epoch, steps=step, seconds=time.perf_counter() - start,
                         curves=curves, max_bc_loss_ratio=max(finite) if finite else float("nan"),
-                        attribution_trace=trace, unit_trace=None if units is None else units.arrays())
+                        attribution_trace=trace, unit_trace=None if units is None else units.arrays(),
+                        diverged_because=why_diverged)

@@ -33,10 +33,12 @@
 #   moons sit top-left/bottom-right and stars top-right/bottom-left, except for the BC samples.
 #   4000 / 4000 samples, the same FCN.
 #
-# Both use $r = 5\%$ (a choice: the paper's values were lost in extraction), SGD with a constant LR,
+# Both use $r = 5\%$ (our choice: the paper's text available to this project does not give the BC
+# ratio of the synthetic sets; see {ref}`definitions-choices`), SGD with a constant LR,
 # batch 100, no momentum or weight decay, until 100% training accuracy. The test sets are unbiased:
 # the spurious label is drawn independently of the class, so about half of each test set is BC.
-# Exact definitions: [REPRODUCTION_SPEC](https://github.com/lrbook/lrbook) sections 2.1, 2.2 and 4.
+# Exact definitions: {ref}`definitions-datasets` (items 1 and 2) and {ref}`definitions-metrics` on
+# the Definitions page.
 #
 # This page renders from the results store. To train instead, run it with papermill, e.g.
 # `papermill notebooks/01_synthetic.ipynb out.ipynb -p lr 0.05` trains the missing seeds of LR 0.05
@@ -61,12 +63,15 @@ import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
 
 from lrbook import ResultStore, grid
+from lrbook.config import check_names
 from lrbook.plots import (LR_EFFECT_METRICS, format_summary, lr_explorer, lr_summary, plot_attribution_trace,
                           plot_lr_effects, plot_pruning_curves)
 from lrbook.reference import compare_with_paper
-from lrbook.report import cell_frame, coverage_note, low_high_records, no_data_message, paper_reference_table
+from lrbook.report import (cell_frame, coverage_note, low_high_records, no_data_message, paper_reference_table,
+                           run_table)
 from lrbook.sweep import run_sweep
 
+check_names(dataset=dataset, scale=scale, datasets=("parity", "moon_star"))
 PAPER_LRS = [0.01, 0.03, 0.1, 0.3, 0.75]  # spans Table S1's 0.01 to 0.75 for both datasets
 DATASETS = ["parity", "moon_star"] if dataset == "all" else [dataset]
 store = ResultStore(store_dir)
@@ -82,7 +87,7 @@ if to_train:
     configs = [c for d in DATASETS for c in grid(d, "fcn", lrs=to_train, seeds=seeds, scale=scale)]
     print(run_sweep(configs, store, workers=workers, device=device, data_root=data_root))
 else:
-    print(f"Rendering from {store.root} (nothing to train).")
+    print("Rendering from the results store (nothing to train).")
 
 # %% [markdown]
 # ## Parity (Fig. 3)
@@ -107,7 +112,7 @@ def show_cell(name: str, title: str):
     fig, axes = plt.subplots(1, 4, figsize=(17, 3.6))
     plot_lr_effects(df, LR_EFFECT_METRICS, ax=axes[0], title=f"{title}: LR effects")
     for ax, rec, which in ((axes[1], low, "lowest"), (axes[2], high, "highest")):
-        plot_attribution_trace(rec, ax=ax, title=f"{which} LR {rec['config']['lr']:g} (seed {rec['config']['seed']})")
+        plot_attribution_trace(rec, ax=ax, which=which)
     plot_pruning_curves([store.get(r) for r in df.run_id], ax=axes[3], title="accuracy vs pruning")
     fig.suptitle(f"{title}, FCN: {len(df)} runs at scale '{scale}', seeds {sorted(int(s) for s in df.seed.unique())}")
     fig.tight_layout()
@@ -161,4 +166,4 @@ for name, df in (("parity", parity), ("moon_star", moon)):
     else:
         cols = ["lr", "seed", "status", "epochs", "test_acc", "test_bc_acc", "prunability", "act_compressibility"]
         display(Markdown(f"**{name}**: every stored run"))
-        display(df[cols].sort_values(["lr", "seed"]).round(4).reset_index(drop=True))
+        display(run_table(df, cols))

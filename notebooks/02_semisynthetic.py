@@ -63,6 +63,8 @@ import torch
 from IPython.display import Markdown, display
 
 from lrbook import ResultStore, grid
+from lrbook.config import check_names
+from lrbook.data import require_data
 from lrbook.plots import (LR_EFFECT_METRICS, REPRESENTATION_METRICS, format_summary, lr_summary, plot_lr_effects,
                           plot_pruning_curves)
 from lrbook.reference import (DATASET_NAMES, MODEL_NAMES, bootstrap_spearman, compare_with_paper, paper_lr_grid,
@@ -71,6 +73,7 @@ from lrbook.report import cell_scales, cells_grid_frame, coverage_note
 from lrbook.status import ARCHITECTURES, SEMI_SYNTHETIC
 from lrbook.sweep import run_sweep
 
+check_names(dataset=dataset, model=model, scale=scale, datasets=SEMI_SYNTHETIC)
 DATASETS = list(SEMI_SYNTHETIC) if dataset == "all" else [dataset]
 MODELS = list(ARCHITECTURES) if model == "all" else [model]
 store = ResultStore(store_dir)
@@ -91,10 +94,11 @@ if lr is not None or lrs or train:
                 if len(stored) else []
             cell_lrs = [lr] if lr is not None else list(lrs or []) or have or paper_lr_grid(d, m)
             configs += grid(d, m, lrs=cell_lrs, seeds=seeds, scale=train_scale)
+    require_data(DATASETS, data_root)  # once, before any run starts
     print(f"training at scale {train_scale!r}:", run_sweep(configs, store, workers=workers, device=device,
                                                            data_root=data_root))
 else:
-    print(f"Rendering from {store.root} (nothing to train).")
+    print("Rendering from the results store (nothing to train).")
 runs = cells_grid_frame(store, DATASETS, MODELS, scale)
 
 # %% [markdown]
@@ -120,7 +124,7 @@ def cell_panels(metrics, title):
         sub = runs[(runs.dataset == d) & (runs.model == m)]
         shown = scored_runs(sub)
         left_out = f", {len(sub) - len(shown)} left out" if len(shown) < len(sub) else ""
-        plot_lr_effects(shown, metrics, ax=ax,
+        plot_lr_effects(sub, metrics, ax=ax, scored_only=True,
                         title=f"{DATASET_NAMES[d]} / {MODEL_NAMES[m]} ({sub.scale.iloc[0]}, {len(shown)} runs{left_out})")
     for ax in list(axes.flat)[len(cells):]:
         ax.axis("off")
@@ -203,7 +207,7 @@ for d, m in with_runs:
 import pandas as pd
 
 from lrbook.plots import plot_attribution_maps
-from lrbook.report import low_high_records
+from lrbook.report import low_high_records, nothing_scored_note
 
 map_cells = [(d, m) for d, m in with_runs if d in ("double_mnist", "mnist_cifar")]
 for d, m in map_cells:
@@ -216,6 +220,9 @@ for d, m in map_cells:
     share = sub.groupby("lr").attr_spurious.agg(["mean", "std", "count"]).round(3)
     display(share.rename(columns={"mean": "spurious share", "std": "sd", "count": "runs"}).T)
     lo, hi = low_high_records(store, sub)
+    if lo is None:
+        display(Markdown(nothing_scored_note(sub, sub.scale.iloc[0]) + " No maps are shown."))
+        continue
     arrays = {r["config"]["lr"]: store.get_artefact(r["run_id"], "attribution_maps")
               for r in (lo, hi) if store.has_artefact(r["run_id"], "attribution_maps")}
     lost = [r["config"]["lr"] for r in (lo, hi)

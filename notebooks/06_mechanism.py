@@ -27,8 +27,9 @@
 # that pushes the network off the spurious rule. Small LRs lack this pressure and let the network
 # memorise the BC samples while keeping its spurious subnetwork.
 #
-# The paper's equations were lost in text extraction; the propositions are evaluated below as
-# described in words in the text, and `lrbook/mechanism.py` documents exactly what is computed.
+# The paper's text available to this project does not include its equations, so the propositions
+# are evaluated below as the paper describes them in words; `lrbook/mechanism.py` documents exactly
+# what is computed.
 # Everything measured on trained networks comes from the results store; nothing is trained here.
 
 # %% tags=["parameters"]
@@ -46,12 +47,14 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from lrbook import ResultStore
+from lrbook.config import check_names
 from lrbook.mechanism import (ba_bc_ratio_by_lr, ba_bc_verdict, bc_loss_share, cell_title, describe_runs,
                               gradient_norm_shares, max_bc_ratio_table, pick_lrs, plot_bc_loss_share, plot_dynamics,
                               plot_max_bc_scatter, plural, reset_sentences, seed_records, traced_lrs)
 from lrbook.reference import DATASET_NAMES, MODEL_NAMES
-from lrbook.report import cells_grid_frame, coverage_note
+from lrbook.report import cells_grid_frame, coverage_note, drop_unscored_cells
 
+check_names(dataset=datasets, scale=scale)
 DATASETS = list(DATASET_NAMES) if datasets == "all" else (
     [d.strip() for d in datasets.split(",")] if isinstance(datasets, str) else list(datasets))
 store = ResultStore(store_dir)
@@ -65,7 +68,7 @@ def cell_runs(d, m):
 
 
 if CELLS:
-    display(Markdown(f"Rendering from `{store.root}`: {len(runs)} runs in {len(CELLS)} cells: "
+    display(Markdown(f"Rendering from the results store: {len(runs)} runs in {len(CELLS)} cells: "
                      + ", ".join(f"{cell_title(d, m)} ({cell_runs(d, m).scale.iloc[0]}, {len(cell_runs(d, m))} runs)"
                                  for d, m in CELLS) + "."))
 else:
@@ -73,6 +76,10 @@ else:
                      + (f" at scale `{scale}`" if scale else "") + ". Sections 1 and 2 below are "
                      "computations, not training runs, and still render; the figures from training runs "
                      "(Fig. 12, 13 and the BA/BC loss ratio) are empty. Train runs with notebooks 01/02."))
+runs, left_out = drop_unscored_cells(runs)  # cells with no run trained to 100%: nothing to measure
+if left_out:
+    display(Markdown("**Left out of the sections on training runs below:** " + " ".join(left_out)))
+CELLS = [c for c in CELLS if ((runs.dataset == c[0]) & (runs.model == c[1])).any()]
 
 # %% [markdown]
 # ## 1. Proposition 1: the BC share of the minibatch loss grows with the logit scale
@@ -162,7 +169,7 @@ if CELLS:
     corr.insert(0, "cell", [cell_title(d, m) for d, m in zip(corr.dataset, corr.model)])
     display(corr.drop(columns=["dataset", "model"]).round(3))
 else:
-    display(Markdown("No stored runs: Fig. 12 cannot be drawn."))
+    display(Markdown("No stored run reached 100% training accuracy: Fig. 12 cannot be drawn."))
 
 # %% [markdown]
 # ## 4. Training dynamics at a low and a high LR (Fig. 13)
@@ -192,7 +199,8 @@ FIG13 = [c for c in [("colored_mnist", "resnet18"), ("colored_mnist", "fcn"), ("
 for d, m in FIG13:
     sub = cell_runs(d, m) if CELLS else runs
     if sub.empty:
-        display(Markdown(f"**{cell_title(d, m)}: no stored runs**, so no Fig. 13 panel for it."))
+        display(Markdown(f"**{cell_title(d, m)}: no stored runs** that reached 100% training accuracy, so no "
+                         "Fig. 13 panel for it."))
         continue
     cell_scale = sub.scale.iloc[0]
     probed = traced_lrs(all_runs, d, m, cell_scale)
@@ -333,4 +341,4 @@ if summary:
     display(pd.DataFrame(summary))
     display(Markdown("\n".join(sentences)))
 else:
-    display(Markdown("No stored runs: the BA/BC loss ratio cannot be computed."))
+    display(Markdown("No stored run reached 100% training accuracy: the BA/BC loss ratio cannot be computed."))

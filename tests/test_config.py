@@ -135,3 +135,38 @@ def test_adding_a_config_field_with_a_default_keeps_run_ids():
     extended = Extended(**cfg.to_dict())
     assert extended.run_id == cfg.run_id
     assert dataclasses.replace(extended, new_option=True).run_id != cfg.run_id
+
+
+# -------------------------------------------------------------------- names given to the notebooks
+
+
+@pytest.mark.parametrize("names", [
+    dict(dataset="all", model="all", scale="paper"),
+    dict(dataset="parity,moon_star", scale="smoke"),
+    dict(dataset=["colored_mnist", "double_mnist"], model="resnet18", scale=None),
+    dict(),  # nothing given: nothing to check
+])
+def test_check_names_accepts_known_names_all_and_lists(names):
+    from lrbook.config import check_names
+
+    check_names(**names)
+
+
+def test_check_names_lists_the_allowed_values_in_one_message():
+    from lrbook.config import check_names
+
+    with pytest.raises(ConfigError) as exc:
+        check_names(dataset="nonsense", model="vit", scale="huge")
+    msg = str(exc.value)
+    assert "\n" not in msg
+    assert "unknown dataset 'nonsense'; choose from parity, moon_star, colored_mnist" in msg
+    assert "unknown model 'vit'; choose from fcn, cnn, resnet18, resnet50, wide_resnet101_2 (or 'all')" in msg
+    assert "unknown scale 'huge'; choose from smoke, cpu, paper" in msg
+
+
+def test_check_names_narrows_datasets_and_names_each_unknown_one():
+    from lrbook.config import check_names
+
+    with pytest.raises(ConfigError) as exc:
+        check_names(dataset="parity, colored_mnist,mist", datasets=("parity", "moon_star"))
+    assert str(exc.value) == ("unknown dataset 'colored_mnist', 'mist'; choose from parity, moon_star (or 'all')")

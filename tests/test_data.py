@@ -392,3 +392,80 @@ def test_double_mnist_compose_swaps_the_right_half(double):
     other = x.flip(0)
     mixed = double.compose_fn(x, other)
     assert torch.equal(mixed[..., :28], x[..., :28]) and torch.equal(mixed[..., 28:], other[..., 28:])
+
+
+# ------------------------------------------------------------------- finding MNIST before a sweep
+
+
+def _tree(root):
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+def test_mnist_files_missing_reads_torchvision_layout_and_creates_nothing(tmp_path):
+    from lrbook.data import MNIST_RAW_FILES, mnist_files_missing
+
+    assert mnist_files_missing(tmp_path) == list(MNIST_RAW_FILES)
+    assert mnist_files_missing(tmp_path / "absent") == list(MNIST_RAW_FILES)
+    assert _tree(tmp_path) == [], "looking must not create MNIST/raw"
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    (raw / "train-images-idx3-ubyte").write_bytes(b"")
+    (raw / "t10k-labels-idx1-ubyte").write_bytes(b"")
+    (raw / "train-labels-idx1-ubyte.gz").write_bytes(b"")  # torchvision reads the unpacked files only
+    assert mnist_files_missing(tmp_path) == ["train-labels-idx1-ubyte", "t10k-images-idx3-ubyte"]
+    processed = tmp_path / "MNIST" / "processed"  # torchvision's older layout also loads
+    processed.mkdir()
+    (processed / "training.pt").write_bytes(b"")
+    (processed / "test.pt").write_bytes(b"")
+    assert mnist_files_missing(tmp_path) == []
+
+
+def test_missing_mnist_without_download_fails_with_layout_and_settings(tmp_path):
+    from lrbook.data import DataNotFoundError, require_data
+
+    root = tmp_path / "data"
+    with pytest.raises(DataNotFoundError) as exc:
+        require_data(["parity", "colored_mnist"], root, download=False)
+    msg = str(exc.value)
+    assert isinstance(exc.value, ConfigError) and isinstance(exc.value, FileNotFoundError)
+    assert f"{root}/MNIST/raw/ lacks them (downloading is off)" in msg
+    assert "<root>/MNIST/raw/" in msg and "t10k-labels-idx1-ubyte" in msg
+    assert "data_root=" in msg and "--data-root" in msg and "LRBOOK_DATA" in msg
+    assert "\n" not in msg
+    assert not root.exists()
+
+
+def test_failed_download_removes_the_folders_it_made(tmp_path, monkeypatch):
+    """torchvision makes <root>/MNIST/raw/ before it downloads; a failed download must not leave it."""
+    import torchvision
+
+    from lrbook.data import DataNotFoundError, require_mnist
+
+    class Offline:
+        def __init__(self, root, train=True, download=False):
+            (tmp_path / "MNIST" / "raw").mkdir(parents=True)
+            (tmp_path / "MNIST" / "raw" / "train-images-idx3-ubyte.gz").write_bytes(b"partial")
+            raise RuntimeError("Error downloading train-images-idx3-ubyte.gz:\nTried https://a/, got:\n"
+                               "<urlopen error one>\nTried http://b/, got:\n<urlopen error refused>\n")
+
+    monkeypatch.setattr(torchvision.datasets, "MNIST", Offline)
+    (tmp_path / "keep.txt").write_text("the user's file")
+    with pytest.raises(DataNotFoundError, match=r"downloading it failed: <urlopen error refused>\)"):
+        require_mnist(tmp_path, download=True)
+    assert _tree(tmp_path) == ["keep.txt"]
+
+
+def test_require_data_asks_only_for_what_the_datasets_read(tmp_path):
+    from lrbook.data import DataNotFoundError, require_data
+
+    require_data(["parity", "moon_star"], tmp_path, download=False)  # generated: no files needed
+    with pytest.raises(DataNotFoundError, match="MNIST not found"):
+        require_data("double_mnist", tmp_path, download=False)
+
+
+@pytest.mark.mnist
+def test_require_data_passes_on_real_mnist(mnist_root):
+    from lrbook.data import require_data, require_mnist
+
+    assert require_mnist(mnist_root, download=False) == mnist_root
+    require_data(["colored_mnist", "double_mnist"], mnist_root, download=False)

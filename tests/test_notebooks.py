@@ -104,3 +104,42 @@ def test_semisynthetic_notebook_trains_a_cell_then_renders_its_figures(tmp_path,
     text = out.read_text()
     assert "CIFAR-10 not available on the build machine" in text and "MNIST-CIFAR has no stored runs" in text
     assert "35.2 to 35.4" in text  # Table S1: MNIST-CIFAR / FCN accuracy range, as the paper's reference
+
+
+@pytest.mark.slow
+def test_synthetic_notebook_renders_a_store_without_trained_runs(tmp_path):
+    """Only under-trained and diverged runs: the page renders and says what is missing."""
+    import papermill as pm
+
+    from lrbook import ResultStore, make_config
+    from lrbook.experiment import run_experiment
+
+    store = ResultStore(tmp_path / "store")
+    for lr, seed in ((0.05, 0), (0.05, 1), (1e6, 0)):  # two epochs: parity is still at chance
+        rec = run_experiment(make_config("parity", lr=lr, seed=seed, scale="smoke", max_epochs=2), store=store,
+                             device="cpu")
+        assert rec["status"] == ("diverged" if lr == 1e6 else "max_epochs")
+    out = tmp_path / "out.ipynb"
+    pm.execute_notebook(str(ROOT / "notebooks" / "01_synthetic.ipynb"), str(out), cwd=str(ROOT / "notebooks"),
+                        parameters=dict(dataset="parity", scale="smoke", store_dir=str(store.root)),
+                        progress_bar=False, kernel_name="python3")
+    text = out.read_text()
+    assert "Scale `smoke`: 3 runs, 2 LRs (0.05 to 1e+06), 1 to 2 seeds per LR; 1 diverged" in text
+    assert "No run reached 100% training accuracy, so there is nothing to compare with the paper yet." in text
+    assert "image/png" in text  # the panels are drawn, the attribution ones saying there is no run to show
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("notebook, params, message", [
+    ("01_synthetic", dict(dataset="nonsense"), "unknown dataset 'nonsense'; choose from parity, moon_star (or 'all')"),
+    ("02_semisynthetic", dict(model="vit"), "unknown model 'vit'; choose from fcn, cnn, resnet18"),
+    ("06_mechanism", dict(scale="huge"), "unknown scale 'huge'; choose from smoke, cpu, paper"),
+])
+def test_notebooks_reject_unknown_names_at_once(tmp_path, notebook, params, message):
+    import papermill as pm
+
+    with pytest.raises(pm.PapermillExecutionError) as exc:
+        pm.execute_notebook(str(ROOT / "notebooks" / f"{notebook}.ipynb"), str(tmp_path / "out.ipynb"),
+                            parameters=dict(store_dir=str(tmp_path / "store"), **params),
+                            cwd=str(ROOT / "notebooks"), progress_bar=False, kernel_name="python3")
+    assert exc.value.ename == "ConfigError" and message in exc.value.evalue

@@ -181,6 +181,35 @@ def test_diverging_model_does_not_disturb_the_others():
         assert curve_diff(outcome.curves, ref.curves) <= TOL
 
 
+def test_pack_applies_the_divergence_rule_to_each_model_as_single_training_does():
+    """Model 1 has only negative weights into its last hidden layer (whose inputs are ReLU outputs),
+    so every penultimate unit is dead on every input: `train.divergence_reason` stops it after epoch
+    1, unpacked and packed alike; the model beside it trains on undisturbed."""
+    configs = parity_configs([(0.2, 0), (0.2, 1)], max_epochs=3)
+    data = dataset_for(configs[0])
+    last_hidden = "features.5.weight"  # parity smoke FCN: 3 hidden layers of 64
+
+    def kill(weight):
+        with torch.no_grad():
+            weight.copy_(-weight.abs())
+
+    trainer = PackedTrainer(configs, data)
+    kill(trainer.params[last_hidden][1])
+    results = {i: (model, outcome) for i, model, outcome in trainer.run()}
+
+    torch.manual_seed(configs[1].seed)
+    dead = build_model("fcn", data.input_shape, data.num_classes, **configs[1].model_params)
+    kill(dead.state_dict(keep_vars=True)[last_hidden])
+    ref = train(dead, data, configs[1])
+    packed = results[1][1]
+    assert (ref.status, ref.epochs) == (packed.status, packed.epochs) == ("diverged", 1)
+    assert packed.diverged_because == ref.diverged_because
+    assert packed.diverged_because.endswith("with every penultimate unit dead")
+    ref_model, ref0 = reference(configs[0], data)
+    assert results[0][1].status == ref0.status != "diverged" and results[0][1].epochs == 3
+    assert state_diff(results[0][0], ref_model) <= TOL
+
+
 # ------------------------------------------------------------------------------ API
 
 

@@ -517,3 +517,35 @@ def test_check_lists_bad_records_and_stale_claims(tmp_store):
     assert len(problems) == 2
     assert problems[0].startswith("bad record 0123456789abcdef.json: not valid JSON")
     assert problems[1].startswith("stale claim feedfeedfeedfeed.lock")
+
+
+def _cli(*args, store):
+    env = {**os.environ, "LRBOOK_STORE": str(store.root)}
+    return subprocess.run([sys.executable, "-m", "lrbook", *args], capture_output=True, text=True, env=env,
+                          timeout=300)
+
+
+def test_status_check_names_a_bad_record_and_clean_removes_a_dead_claim(tmp_store):
+    good = fast_cfg(lr=0.041)
+    tmp_store.put(fake_record(good))
+    ok = _cli("status", "--check", store=tmp_store)
+    assert ok.returncode == 0 and ok.stdout.startswith("1 valid records, 0 bad, 0 stale claims")
+    tmp_store.runs.joinpath("0123456789abcdef.json").write_text("")
+    _lock(tmp_store, "feedfeedfeedfeed").write_text(f"{socket.gethostname()} {_dead_pid()}")
+    bad = _cli("status", "--check", store=tmp_store)
+    assert bad.returncode == 1, bad.stderr
+    assert "bad record 0123456789abcdef.json: empty file" in bad.stdout and "stale claim feedfeedfeedfeed" in bad.stdout
+    status = _cli("status", store=tmp_store)  # the table still prints, with a warning naming the file
+    assert status.returncode == 0 and "Fig. 3" in status.stdout and "0123456789abcdef.json" in status.stderr
+    cleaned = _cli("status", "--clean", store=tmp_store)
+    assert "removed feedfeedfeedfeed.lock" in cleaned.stdout and not _lock(tmp_store, "feedfeedfeedfeed").exists()
+
+
+def test_sweep_cli_exits_3_and_says_which_runs_another_process_holds(tmp_store):
+    c = make_config("parity", "fcn", lr=0.05, seed=0, scale="smoke")
+    tmp_store.runs.mkdir(parents=True)
+    _lock(tmp_store, c.run_id).write_text(json.dumps({"host": "elsewhere", "pid": 1}))
+    out = _cli("sweep", "parity", "--lrs", "0.05", "--seeds", "0", "--scale", "smoke", store=tmp_store)
+    assert out.returncode == 3, out.stderr
+    assert "0 trained, 0 already stored, 1 running elsewhere" in out.stdout
+    assert c.run_id in out.stderr and "Run the same sweep again" in out.stderr

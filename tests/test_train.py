@@ -291,3 +291,71 @@ def test_compiled_forward_trains_the_same_model(mode):
     assert plain.epochs == compiled.epochs == 3
     assert (w_plain - w_compiled).abs().max() < 1e-5
     assert np.allclose(plain.curves["loss"], compiled.curves["loss"], atol=1e-6)
+
+
+# ------------------------------------------------------------------------------ divergence rule
+
+
+def _must_not_be_called():
+    raise AssertionError("the dead-unit probe runs only in an epoch at chance")
+
+
+@pytest.mark.parametrize("losses, logit_norm, acc, dead, reason", [
+    ([0.7, float("nan")], 1.0, 0.9, _must_not_be_called, "non-finite loss"),
+    ([0.7, float("inf")], 1.0, 0.9, _must_not_be_called, "non-finite loss"),
+    ([4.6e20, 2.0], float("inf"), 0.087, 0.5, "non-finite logit norm"),  # Colored MNIST, LR 1000, epoch 1
+    ([300.0], 1e3, 0.10, 0.0, "training accuracy 10.0% (chance 12.3%) with exploded logits (mean norm 1e+03 >= 1000)"),
+    ([2.3], 0.0, 0.098, 1.0, "training accuracy 9.8% (chance 12.3%) with every penultimate unit dead"),
+    ([2.3], 0.0, 0.173, 1.0, "training accuracy 17.3% (chance 12.3%) with every penultimate unit dead"),  # margin 0.05
+    ([2.3], 999.0, 0.12, 0.99, None),  # one live unit, logits below the threshold: may still learn
+    ([2.3], 3.0, 0.174, _must_not_be_called, None),  # above chance + margin: never probed
+    ([0.01], 5e4, 0.99, _must_not_be_called, None),  # huge logits on a fitting network are not divergence
+])
+def test_divergence_rule_on_constructed_statistics(losses, logit_norm, acc, dead, reason):
+    from lrbook.train import divergence_reason
+
+    assert divergence_reason(torch.tensor(losses), logit_norm, acc, 0.1233, dead) == reason
+
+
+def test_chance_accuracy_is_the_majority_share():
+    from lrbook.train import chance_accuracy
+
+    assert chance_accuracy(torch.tensor([0, 1, 1, 2, 1, 0, 3, 1])) == 0.5
+    assert chance_accuracy(torch.tensor([2, 2, 2])) == 1.0
+
+
+def dead_fcn(seed=0):
+    """A bias-free ReLU FCN whose last hidden layer has only negative weights: its inputs are ReLU
+    outputs (>= 0), so every penultimate unit outputs 0 on every input and passes no gradient."""
+    torch.manual_seed(seed)
+    model = FCN(5, 2, width=16, depth=2)
+    with torch.no_grad():
+        model.features[3].weight.copy_(-model.features[3].weight.abs())
+    return model
+
+
+def test_a_network_with_every_penultimate_unit_dead_is_diverged_at_once():
+    from lrbook.train import dead_unit_fraction
+
+    data = toy_data()
+    model = dead_fcn()
+    assert dead_unit_fraction(model, data.x_train) == 1.0
+    out = train(model, data, toy_cfg(max_epochs=50))
+    assert (out.status, out.epochs) == ("diverged", 1)
+    assert out.curves["train_acc"] == [0.5] and out.curves["logit_norm"] == [0.0]  # logits 0: always class 0
+    assert out.diverged_because == "training accuracy 50.0% (chance 50.0%) with every penultimate unit dead"
+
+    torch.manual_seed(0)  # the same network with its weights not flipped trains normally
+    alive = FCN(5, 2, width=16, depth=2)
+    assert dead_unit_fraction(alive, data.x_train) < 1
+    assert train(alive, data, toy_cfg(max_epochs=50)).status == "converged"
+
+
+@pytest.mark.mnist
+def test_colored_mnist_at_an_absurd_lr_is_recorded_as_diverged(mnist_root):
+    """At LR 1000 the FCN's logits overflow in the first epoch and its units then die (loss log 10,
+    accuracy at chance for good); before the rule the run trained to the cap as `max_epochs`."""
+    cfg = make_config("colored_mnist", "fcn", lr=1000.0, scale="smoke")
+    rec = run_experiment(cfg, device="cpu", data_root=str(mnist_root))
+    assert (rec["status"], rec["epochs"], rec["metrics"]) == ("diverged", 1, None)
+    assert not math.isfinite(rec["curves"]["per_epoch"]["logit_norm"][0])
