@@ -66,6 +66,11 @@ def tally(column):
 
 display(Markdown(f"{len(store)} runs in the store. Coverage of the {len(table)} items: {tally('status')}. "
                  f"Verdict: {tally('verdict')}."))
+problems = store.check()
+if problems:
+    display(Markdown(f"**Warning: the store has {len(problems)} problem(s)**, left out of every page "
+                     "(`python -m lrbook status --check` lists them; a sweep retrains the runs of bad records):\n\n"
+                     + "\n".join(f"* {line}" for line in problems)))
 
 # %% [markdown]
 # ## Verdict

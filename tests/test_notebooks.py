@@ -143,3 +143,21 @@ def test_notebooks_reject_unknown_names_at_once(tmp_path, notebook, params, mess
                             parameters=dict(store_dir=str(tmp_path / "store"), **params),
                             cwd=str(ROOT / "notebooks"), progress_bar=False, kernel_name="python3")
     assert exc.value.ename == "ConfigError" and message in exc.value.evalue
+
+
+@pytest.mark.slow
+def test_status_page_warns_about_a_bad_record_and_still_renders(tmp_path):
+    import papermill as pm
+
+    from lrbook import ResultStore, make_config
+
+    store = ResultStore(tmp_path / "store")
+    cfg = make_config("parity", "fcn", lr=0.1, seed=0, scale="smoke")
+    store.put({"run_id": cfg.run_id, "config": cfg.to_dict(), "status": "converged", "metrics": {"test_acc": 0.9}})
+    store.runs.joinpath("0123456789abcdef.json").write_text('{"run_id": "0123')  # truncated
+    out = tmp_path / "out.ipynb"
+    pm.execute_notebook(str(ROOT / "notebooks" / "status.ipynb"), str(out), parameters=dict(store_dir=str(store.root)),
+                        cwd=str(ROOT / "notebooks"), progress_bar=False, kernel_name="python3")
+    text = out.read_text()
+    assert "1 runs in the store" in text
+    assert "Warning: the store has 1 problem(s)" in text and "bad record 0123456789abcdef.json: not valid JSON" in text
