@@ -1,4 +1,5 @@
-"""Command line: `python -m lrbook status [--json]`, `python -m lrbook sweep ...`."""
+"""Command line: `python -m lrbook status [--json]`, `python -m lrbook sweep ...`,
+`python -m lrbook reevaluate [filters] [--from-curves]`."""
 from __future__ import annotations
 
 import argparse
@@ -88,6 +89,18 @@ def _main(argv=None) -> int:
     fast.add_argument("--channels-last", action="store_true", help="channels_last inputs and conv weights")
     fast.add_argument("--compile", nargs="?", const="default", metavar="MODE",
                       help="torch.compile the forward pass; MODE 'reduce-overhead' replays CUDA graphs")
+    rev = sub.add_parser("reevaluate", help="recompute stored runs' metrics from their saved weights")
+    rev.add_argument("--dataset", nargs="+", choices=list(DATASET_PRESETS))
+    rev.add_argument("--model", nargs="+", choices=MODELS)
+    rev.add_argument("--scale", nargs="+", choices=SCALES)
+    rev.add_argument("--lr", type=_learning_rate, nargs="+", metavar="LR")
+    rev.add_argument("--seed", type=_count(0), nargs="+")
+    rev.add_argument("--run-id", nargs="+", metavar="RUN_ID")
+    rev.add_argument("--from-curves", action="store_true",
+                    help="no weights needed: add the prunability readings that the stored pruning curves allow")
+    rev.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    rev.add_argument("--data-root", default=None,
+                    help="folder holding MNIST/raw/ and cifar-10-batches-py/ (default: $LRBOOK_DATA or ./data)")
     args = parser.parse_args(argv)
 
     from .config import grid
@@ -116,6 +129,8 @@ def _main(argv=None) -> int:
             for line in store.check():
                 print(f"warning: {line}", file=sys.stderr)
         return 0
+    if args.command == "reevaluate":
+        return _reevaluate(store, args)
     if args.command == "sweep":
         speed = dict(precision=args.precision, channels_last=args.channels_last, compile=args.compile is not None,
                      compile_mode=args.compile or "default")
@@ -144,6 +159,59 @@ def _main(argv=None) -> int:
             return INCOMPLETE
         return 0
     return 1
+
+
+def _selected(records, args) -> list[dict]:
+    """The records that every given filter of `lrbook reevaluate` admits."""
+    def admits(r):
+        c = r["config"]
+        return ((not args.dataset or c["dataset"] in args.dataset) and (not args.model or c["model"] in args.model)
+                and (not args.scale or c["scale"] in args.scale) and (not args.seed or c["seed"] in args.seed)
+                and (not args.lr or any(math.isclose(c["lr"], lr, rel_tol=1e-9) for lr in args.lr))
+                and (not args.run_id or r["run_id"] in args.run_id))
+
+    return sorted((r for r in records if admits(r)), key=lambda r: r["run_id"])
+
+
+def _reevaluate(store, args) -> int:
+    """`lrbook reevaluate`: one line per selected run; exit 0 when every run with metrics was updated
+    (or had nothing to add), 3 when some had no saved weights."""
+    from .checkpoint import checkpoint_dir, weights_path
+    from .experiment import reevaluate_from_curves, reevaluate_run
+
+    chosen = [r for r in _selected(store.records(), args) if r["status"] != "diverged"]
+    if not chosen:
+        print("no stored run (with metrics) matches these filters")
+        return 0
+    if args.from_curves:
+        added = 0
+        for r in chosen:
+            # the file as it is (not upgraded in memory): only the new metrics are added to it
+            r = json.loads(store.path(r["run_id"]).read_text())
+            new = reevaluate_from_curves(r, store)
+            keys = sorted(set(new["metrics"]) - set(r["metrics"]))
+            added += bool(keys)
+            print(f"{r['run_id']}: {'added ' + ', '.join(keys) if keys else 'nothing to add'}")
+        print(f"{added} of {len(chosen)} records updated from their stored curves")
+        return 0
+    _check_device(args.device)
+    no_weights = [r for r in chosen if not weights_path(r["run_id"], store.root).is_file()]
+    skip = {r["run_id"] for r in no_weights}
+    done = 0
+    for r in chosen:
+        if r["run_id"] in skip:
+            continue
+        reevaluate_run(r, store, device=args.device, data_root=args.data_root)
+        done += 1
+        c = r["config"]
+        print(f"{r['run_id']}: re-evaluated ({c['dataset']} {c['model']} lr={c['lr']:g} seed={c['seed']})")
+    print(f"{done} of {len(chosen)} runs re-evaluated from their weights in {checkpoint_dir(store.root)}")
+    if no_weights:
+        print(f"skipped {len(no_weights)} runs without saved weights (trained before weights were kept, or "
+              f"elsewhere; `--from-curves` adds what their stored curves allow): "
+              f"{', '.join(r['run_id'] for r in no_weights)}", file=sys.stderr)
+        return INCOMPLETE
+    return 0
 
 
 def _check_store(store, clean: bool) -> int:

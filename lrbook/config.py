@@ -12,7 +12,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-SCALES = ("smoke", "cpu", "paper")
+from .vocabulary import DATASETS, MODELS, SCALES, SYNTHETIC
+
 
 # Paper Sec. 4.2 and supplement C, REPRODUCTION_SPEC sections 2-3. `smoke` is for tests (seconds),
 # `cpu` is a reduced but meaningful run on 2 cores, `paper` is the paper's setting.
@@ -64,7 +65,6 @@ FCN_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
 }
 
 MAX_EPOCHS = {"smoke": 30, "cpu": 300, "paper": 1000}
-MODELS = ("fcn", "cnn", "resnet18", "resnet50", "wide_resnet101_2")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")  # torch.compile's `mode`
 
 # Attribution probes during training (Fig. 3 lower panels): how many test inputs, IG steps.
@@ -77,6 +77,11 @@ LOGGING_FIELDS = ("neuron_probes", "unit_trace_every", "attribution_n", "attribu
 # Fields that choose a faster numeric path for the same experiment (issue "Fast sweeps"): a bf16 or
 # compiled run is a replica of the fp32 eager one, never an extra seed; the book shows one of them.
 SPEED_FIELDS = ("precision", "channels_last", "compile", "compile_mode")
+
+
+# Kwon et al. (2021), Sec. 4: ASAM's scaling T_w = diag(|w|) + eta, eta = 0.01 in their experiments;
+# the paper (Sec. 5) gives no other value.
+ASAM_ETA = 0.01
 
 
 class ConfigError(ValueError):
@@ -96,10 +101,18 @@ class RunConfig:
     dataset_params: dict = field(default_factory=dict)
     model_params: dict = field(default_factory=dict)
     data_seed: int = 0
+    # Sec. 5's interventions (Fig. 6, Table S2; `lrbook.interventions`). "asam" is SGD with
+    # Kwon et al.'s adaptive sharpness-aware step: radius `asam_rho`, scaling |w| + `asam_eta`.
     optimizer: str = "sgd"
     momentum: float = 0.0
+    # L2 regularisation as SGD's weight decay: the gradient of (weight_decay / 2) * ||w||^2.
     weight_decay: float = 0.0
     batch_size: int = 100
+    l1_penalty: float = 0.0  # adds l1_penalty * sum |w| over every parameter to the training loss
+    loss: str = "cross_entropy"  # or "focal": Lin et al.'s -(1 - p_t)^focal_gamma log p_t
+    focal_gamma: float = 0.0
+    asam_rho: float = 0.0
+    asam_eta: float = ASAM_ETA
     max_epochs: int = 300
     stop_train_acc: float = 1.0
     attribution_n: int = 0
@@ -143,8 +156,6 @@ class RunConfig:
 
 def validate(cfg: RunConfig) -> RunConfig:
     """Fail early, with a message that says what to do, on a config that cannot run."""
-    from .data import DATASETS
-
     if cfg.dataset not in DATASETS:
         raise ConfigError(f"unknown dataset {cfg.dataset!r}; choose one of {sorted(DATASETS)}")
     if cfg.model not in MODELS:
@@ -158,23 +169,59 @@ def validate(cfg: RunConfig) -> RunConfig:
         raise ConfigError(f"bias-conflicting ratio must be in [0, 1), got {r!r}")
     if cfg.batch_size < 1 or cfg.max_epochs < 1:
         raise ConfigError("batch_size and max_epochs must be >= 1")
-    if cfg.optimizer not in ("sgd",):
-        raise ConfigError(f"unknown optimizer {cfg.optimizer!r}; only 'sgd' is implemented")
+    _validate_interventions(cfg)
     if cfg.unit_trace_every < 0:
         raise ConfigError(f"unit_trace_every must be >= 0 steps, got {cfg.unit_trace_every}")
     if cfg.unit_trace_every and (cfg.model != "fcn" or cfg.dataset not in ("colored_mnist", "double_mnist")):
         raise ConfigError("unit traces (Fig. 18 bottom) are implemented for the FCN on colored_mnist and "
                           f"double_mnist; got {cfg.dataset}/{cfg.model}")
-    if cfg.unit_trace_every and (cfg.momentum or cfg.weight_decay):
-        raise ConfigError("unit traces log plain-SGD update sizes (lr * gradient); set momentum=0 and "
-                          "weight_decay=0 or turn unit_trace_every off")
+    if cfg.unit_trace_every and (cfg.momentum or cfg.weight_decay or cfg.optimizer != "sgd"):
+        raise ConfigError("unit traces log plain-SGD update sizes (lr * gradient); set momentum=0, "
+                          "weight_decay=0 and optimizer='sgd' or turn unit_trace_every off")
     if cfg.precision not in ("fp32", "bf16"):
         raise ConfigError(f"precision must be 'fp32' or 'bf16', got {cfg.precision!r}")
     if cfg.compile_mode not in COMPILE_MODES:
         raise ConfigError(f"compile_mode must be one of {list(COMPILE_MODES)}, got {cfg.compile_mode!r}")
     if cfg.compile_mode != "default" and not cfg.compile:
         raise ConfigError(f"compile_mode={cfg.compile_mode!r} has no effect without compile=True; set both")
+    if cfg.optimizer == "asam" and cfg.compile and cfg.compile_mode != "default":
+        raise ConfigError(f"compile_mode={cfg.compile_mode!r} replays CUDA graphs, which ASAM's second forward pass "
+                          "per step would overwrite; use compile_mode='default' or compile=False with optimizer='asam'")
     return cfg
+
+
+OPTIMIZERS = ("sgd", "asam")
+LOSSES = ("cross_entropy", "focal")
+
+
+def _number(cfg: RunConfig, name: str) -> float:
+    value = getattr(cfg, name)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigError(f"{name} must be a finite number, got {value!r}")
+    return value
+
+
+def _validate_interventions(cfg: RunConfig) -> None:
+    """The values each of Sec. 5's interventions accepts, and no setting that would have no effect."""
+    if cfg.optimizer not in OPTIMIZERS:
+        raise ConfigError(f"unknown optimizer {cfg.optimizer!r}; choose one of {list(OPTIMIZERS)}")
+    if cfg.loss not in LOSSES:
+        raise ConfigError(f"unknown loss {cfg.loss!r}; choose one of {list(LOSSES)}")
+    if isinstance(cfg.batch_size, bool) or not isinstance(cfg.batch_size, int):
+        raise ConfigError(f"batch_size must be a whole number >= 1, got {cfg.batch_size!r}")
+    if not 0.0 <= _number(cfg, "momentum") < 1.0:
+        raise ConfigError(f"momentum must be in [0, 1) (Table S2 sweeps 0.1 to 0.99), got {cfg.momentum!r}")
+    for name in ("weight_decay", "l1_penalty", "focal_gamma", "asam_rho", "asam_eta"):
+        if _number(cfg, name) < 0:
+            raise ConfigError(f"{name} must be >= 0, got {getattr(cfg, name)!r}")
+    if cfg.focal_gamma and cfg.loss != "focal":
+        raise ConfigError(f"focal_gamma={cfg.focal_gamma} has no effect with loss={cfg.loss!r}; set loss='focal'")
+    if cfg.optimizer == "asam" and cfg.asam_rho == 0:
+        raise ConfigError("optimizer 'asam' needs asam_rho > 0 (Table S2 sweeps 0.01 to 10); with rho 0 it is "
+                          "plain SGD at twice the cost: use optimizer='sgd'")
+    if cfg.optimizer != "asam" and (cfg.asam_rho or cfg.asam_eta != ASAM_ETA):
+        raise ConfigError(f"asam_rho and asam_eta have no effect with optimizer={cfg.optimizer!r}; "
+                          "set optimizer='asam'")
 
 
 def _as_names(value) -> list:
@@ -198,7 +245,7 @@ def check_names(dataset=None, model=None, scale=None, *, datasets=None, models=N
     ...
     lrbook.config.ConfigError: unknown scale 'huge'; choose from smoke, cpu, paper
     """
-    allowed = {"dataset": tuple(datasets or DATASET_PRESETS), "model": tuple(models or MODELS)}
+    allowed = {"dataset": tuple(datasets or DATASETS), "model": tuple(models or MODELS)}
     problems = []
     for kind, value in (("dataset", dataset), ("model", model)):
         if value is None:
@@ -223,18 +270,15 @@ def make_config(dataset: str, model: str = "fcn", lr: float = 0.1, seed: int = 0
     """
     if scale not in SCALES:
         raise ConfigError(f"unknown scale {scale!r}; choose one of {list(SCALES)}")
-    if dataset not in DATASET_PRESETS:
-        from .data import DATASETS
-
-        if dataset not in DATASETS:
-            raise ConfigError(f"unknown dataset {dataset!r}; choose one of {sorted(DATASETS)}")
+    if dataset not in DATASETS:
+        raise ConfigError(f"unknown dataset {dataset!r}; choose one of {sorted(DATASETS)}")
     dparams = dict(DATASET_PRESETS.get(dataset, {}).get(scale, {}))
     if model == "fcn" and dataset in FCN_BC_RATIO:
         dparams["bc_ratio"] = FCN_BC_RATIO[dataset]
     dparams.update(dataset_params or {})
     mparams = dict(FCN_PRESETS.get(dataset, {}).get(scale, {})) if model == "fcn" else {}
     mparams.update(model_params or {})
-    attr = ATTRIBUTION[scale] if dataset in ("parity", "moon_star") else dict(n=0, ig_steps=32)
+    attr = ATTRIBUTION[scale] if dataset in SYNTHETIC else dict(n=0, ig_steps=32)
     fields = dict(max_epochs=MAX_EPOCHS[scale], attribution_n=attr["n"], attribution_steps=attr["ig_steps"],
                   eval_n=200 if scale == "smoke" else 1000)
     fields.update(overrides)

@@ -12,9 +12,10 @@ from . import __version__
 from .attribution import attribution_entropy, attribution_map, region_shares
 from .config import RunConfig, validate
 from .data import dataset_for
+from .checkpoint import TrainingCheckpoint, checkpoint_dir, checkpoint_every, save_weights
 from .metrics import (PRUNE_FRACTIONS, class_separation, group_accuracies, has_batchnorm, kappa_compressibility,
-                      parameter_compressibility, pq_index, predict, prunability, pruning_curve,
-                      selectivity_index, sparsity)
+                      metric_versions, parameter_compressibility, pq_index, predict, prunability,
+                      prunability_candidates, pruning_curve, selectivity_index, sparsity)
 from .models import build_model, penultimate_activations
 from .record import SCHEMA_VERSION
 from .store import ResultStore, repo_root
@@ -35,10 +36,11 @@ def evaluate(model, data, cfg: RunConfig) -> tuple[dict, dict, dict]:
     metrics["train_acc"] = (predict(model, data.x_train) == data.y_train).float().mean().item()
 
     curves = {"prune_fractions": list(PRUNE_FRACTIONS)}
-    for method in ("structured", "magnitude"):
+    for method in ("structured", "magnitude", "structured_global"):
         curve = pruning_curve(model, data.x_test, data.y_test, method=method)
         curves[f"prune_{method}"] = list(curve.values())
-        metrics["prunability" if method == "structured" else "prunability_magnitude"] = prunability(curve, test["acc"])
+        if method != "structured_global":  # its ratio is among the candidates below
+            metrics["prunability" if method == "structured" else "prunability_magnitude"] = prunability(curve, test["acc"])
     if has_batchnorm(model):
         # Diagnostic beside the spec's prunability (running BN statistics): the same structured
         # pruning evaluated with BN batch statistics, in batches of the training batch size. The
@@ -51,6 +53,9 @@ def evaluate(model, data, cfg: RunConfig) -> tuple[dict, dict, dict]:
         curves["prune_structured_bn_batch"] = list(curve.values())
         metrics["test_acc_bn_batch"] = base
         metrics["prunability_bn_batch"] = prunability(curve, base)
+    # The readings of prunability that the Definitions page weighs against each other (issue 15).
+    metrics.update(prunability_candidates({**curves, "test_acc_bn_batch": metrics.get("test_acc_bn_batch")},
+                                          test["acc"], data.num_classes))
 
     # Representation metrics on a fixed random subset of the test set (same for every run).
     sub = torch.randperm(len(data.y_test), generator=torch.Generator().manual_seed(0))[:cfg.eval_n]
@@ -129,6 +134,7 @@ def make_record(cfg: RunConfig, data, outcome, metrics: dict | None, eval_curves
         "steps": outcome.steps,
         "bc_ratio_drawn": data.bc_ratio_drawn,
         "metrics": metrics,
+        "metric_versions": metric_versions(metrics or {}),
         "curves": {"per_epoch": outcome.curves, **eval_curves},
         "attribution_trace": outcome.attribution_trace,
         "artefacts": sorted(artefacts or {}),
@@ -140,9 +146,14 @@ def make_record(cfg: RunConfig, data, outcome, metrics: dict | None, eval_curves
 
 
 def run_experiment(cfg: RunConfig, store: ResultStore | None = None, device="auto", data_root=None,
-                   progress: bool = False) -> dict:
+                   progress: bool = False, checkpoint_epochs: int | None = None) -> dict:
     """Train and evaluate `cfg`, write its record to `store` (if given) and return it. A diverged
-    run is a result: status `diverged`, no metrics."""
+    run is a result: status `diverged`, no metrics.
+
+    With a store, the run's final weights are kept in its checkpoint folder (`lrbook.checkpoint`),
+    and its training state is saved every `checkpoint_epochs` epochs (default
+    `$LRBOOK_CHECKPOINT_EVERY` or 5; 0: never) until the record is stored: a run stopped midway
+    resumes from its last saved epoch when it is started again, and ends as it would have."""
     validate(cfg)
     if store is not None:
         store.check_writable()
@@ -151,7 +162,12 @@ def run_experiment(cfg: RunConfig, store: ResultStore | None = None, device="aut
     data = dataset_for(cfg, root=data_root).to(device)
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, data.input_shape, data.num_classes, **cfg.model_params).to(device)
-    outcome = train(model, data, cfg, device=device, progress=progress)
+    resume = None
+    if store is not None:
+        resume = TrainingCheckpoint(cfg, checkpoint_dir(store.root), every=checkpoint_every(checkpoint_epochs))
+    outcome = train(model, data, cfg, device=device, progress=progress, checkpoint=resume)
+    if store is not None:
+        save_weights(model, cfg, store.root)
     metrics, eval_curves, artefacts = (None, {}, {}) if outcome.status == "diverged" else evaluate(model, data, cfg)
     if outcome.unit_trace is not None:
         artefacts["unit_trace"] = outcome.unit_trace
@@ -159,7 +175,70 @@ def run_experiment(cfg: RunConfig, store: ResultStore | None = None, device="aut
     if store is not None:
         save_artefacts(store, cfg.run_id, artefacts)
         store.put(record)
+        resume.remove()
     return record
+
+
+def reevaluate_run(record: dict, store: ResultStore, device="auto", data_root=None) -> dict:
+    """Recompute `record`'s evaluation metrics and curves from its saved final weights, store the
+    updated record (atomically, `ResultStore.put`) and return it. Metrics computed during training
+    (`max_bc_loss_ratio`, parity's attribution shares from the training probes) are kept as they
+    are; `metric_versions` says which version of each metric family computed each value.
+    FileNotFoundError if the run has no saved weights."""
+    from .checkpoint import load_weights
+
+    cfg = RunConfig.from_dict(record["config"])
+    saved = load_weights(cfg.run_id, store.root)
+    device = resolve_device(device)
+    data = dataset_for(cfg, root=data_root).to(device)
+    model = build_model(cfg.model, data.input_shape, data.num_classes, **cfg.model_params)
+    model.load_state_dict(saved["state_dict"])
+    model.to(device)
+    metrics, eval_curves, artefacts = evaluate(model, data, cfg)
+    save_artefacts(store, cfg.run_id, artefacts)
+    updated = dict(record)
+    updated["metrics"] = {**(record.get("metrics") or {}), **metrics}
+    updated["curves"] = {**record.get("curves", {}), **eval_curves}
+    updated["metric_versions"] = {**record.get("metric_versions", {}), **metric_versions(metrics)}
+    updated["artefacts"] = sorted(set(record.get("artefacts", [])) | set(artefacts))
+    updated["provenance"] = {**record.get("provenance", {}),
+                             "reevaluated": {**{k: v for k, v in provenance(device).items()
+                                                if k in ("device", "git_commit", "git_dirty", "versions")},
+                                             "at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                                             "from": "weights"}}
+    store.put(updated)
+    return updated
+
+
+BINARY_DATASETS = ("parity", "moon_star")  # the synthetic sets (paper Sec. 4.1); every other set has 10 classes
+
+
+def num_classes_of(config: dict) -> int:
+    """The number of classes of a stored run's dataset (chance = 1 / this on the unbiased test set)."""
+    return 2 if config["dataset"] in BINARY_DATASETS else 10
+
+
+def reevaluate_from_curves(record: dict, store: ResultStore | None = None) -> dict:
+    """Add to `record` the prunability candidates that its stored pruning curves allow
+    (`metrics.prunability_candidates`: chance-corrected and half-grid readings; the global-ranking
+    ones need the weights), without changing any value it already has; store it if `store` is given.
+    Returns the updated record (the same object's content if nothing could be added)."""
+    metrics, curves = record.get("metrics"), record.get("curves", {})
+    if not metrics or "prune_structured" not in curves or metrics.get("test_acc") is None:
+        return record
+    fractions = curves.get("prune_fractions")
+    if fractions is not None and [round(f, 6) for f in fractions] != [round(f, 6) for f in PRUNE_FRACTIONS]:
+        return record
+    found = prunability_candidates({**curves, "test_acc_bn_batch": metrics.get("test_acc_bn_batch")},
+                                   metrics["test_acc"], num_classes_of(record["config"]))
+    new = {k: v for k, v in found.items() if k not in metrics}
+    if not new:
+        return record
+    updated = {**record, "metrics": {**metrics, **new},
+               "metric_versions": {**record.get("metric_versions", {}), **metric_versions(new)}}
+    if store is not None:
+        store.put(updated)
+    return updated
 
 
 def save_artefacts(store: ResultStore, run_id: str, artefacts: dict) -> None:

@@ -14,6 +14,31 @@ from .models import prunable_layers
 
 PRUNE_FRACTIONS = tuple(round(0.1 * i, 1) for i in range(1, 10))  # spec 4: 0.1 .. 0.9
 
+# Versions of each metric family's definition, stored per value in a record's `metric_versions`
+# (lrbook.record). Bump a family's number whenever a change to its code changes its values.
+METRIC_VERSIONS = {"accuracy": 1, "pruning": 1, "compressibility": 1, "representation": 1, "attribution": 1}
+
+
+def metric_family(name: str) -> str | None:
+    """The `METRIC_VERSIONS` family of a stored metric's name (None for one computed during training,
+    such as `max_bc_loss_ratio`, whose version is the code of the training run)."""
+    if name.startswith("prunability"):
+        return "pruning"
+    if name.startswith(("test_", "train_acc")):
+        return "accuracy"
+    if name in ("act_compressibility", "act_sparsity", "act_pq_index", "param_compressibility"):
+        return "compressibility"
+    if name in ("csi", "bsi", "class_separation"):
+        return "representation"
+    if name.startswith("attr_"):
+        return "attribution"
+    return None
+
+
+def metric_versions(names) -> dict[str, str]:
+    """`{name: "<family>/<version>"}` for the metrics of `names` that belong to a family."""
+    return {n: f"{metric_family(n)}/{METRIC_VERSIONS[metric_family(n)]}" for n in names if metric_family(n)}
+
 
 # ---------------------------------------------------------------------------- accuracy
 
@@ -160,7 +185,8 @@ def pruning_curve(model: nn.Module, x: torch.Tensor, y: torch.Tensor, fractions=
     pruned network with BatchNorm batch statistics (see `predict`): BN then re-normalises what
     pruning removed, a different and more forgiving measurement than the spec's running-statistics
     one."""
-    prune = {"structured": structured_prune, "magnitude": magnitude_prune}[method]
+    prune = {"structured": structured_prune, "structured_global": global_structured_prune,
+             "magnitude": magnitude_prune}[method]
     return {p: (predict(prune(model, p), x, batch_size=batch_size, bn=bn) == y).float().mean().item()
             for p in fractions}
 
@@ -170,6 +196,84 @@ def prunability(curve: dict[float, float], base_acc: float) -> float:
     if base_acc <= 0:
         return float("nan")
     return sum(a / base_acc for a in curve.values()) / len(curve)
+
+
+@torch.no_grad()
+def global_structured_prune(model: nn.Module, fraction: float) -> nn.Module:
+    """Copy of `model` with the units (neurons, filters) of all prunable layers ranked together and
+    the least important zeroed until `fraction` of the prunable layers' weights is pruned (paper Sec.
+    3.2: "p of its parameters pruned"). A unit's importance is the L1 norm of its weight row (as in
+    `structured_prune`, Li et al. 2017) relative to the mean L1 row norm of its layer: inside a
+    layer the same order as `structured_prune`, and unchanged when a layer's weights are rescaled.
+    Absolute norms do not compare across layers: BatchNorm undoes any rescaling of the conv before
+    it, and ReLU networks compute the same function when one layer is scaled by c and the next by
+    1/c (at initialisation, torchvision's fan-out init gives a ResNet's 3-channel stem filters a
+    third of the L1 norm / sqrt(fan-in) of the others). Ties go to the earlier layer. BatchNorm
+    channels of pruned filters are zeroed as in `structured_prune`."""
+    pruned = copy.deepcopy(model)
+    bn_after = _following_batchnorm(pruned)
+    layers = [m for _, m in prunable_layers(pruned)]
+    scores, sizes, owners = [], [], []
+    for i, layer in enumerate(layers):
+        rows = layer.weight.detach().flatten(1)
+        l1 = rows.abs().sum(1).double().cpu()
+        scores.append(l1 / l1.mean().clamp_min(1e-30))
+        sizes.append(torch.full((rows.shape[0],), rows.shape[1], dtype=torch.long))
+        owners.append(torch.stack([torch.full((rows.shape[0],), i), torch.arange(rows.shape[0])], 1))
+    scores, sizes, owners = torch.cat(scores), torch.cat(sizes), torch.cat(owners)
+    order = torch.argsort(scores, stable=True)
+    budget = fraction * int(sizes.sum())
+    # prune the smallest units while the weights pruned so far stay within the budget (rounded to the
+    # nearest unit: a unit is pruned if that brings the pruned share closer to `fraction`)
+    cumulative = sizes[order].cumsum(0)
+    n_units = int((cumulative - sizes[order] / 2 <= budget).sum())
+    chosen = owners[order[:n_units]]
+    for layer_index, layer in enumerate(layers):
+        drop = chosen[chosen[:, 0] == layer_index, 1].to(layer.weight.device)
+        if len(drop) == 0:
+            continue
+        layer.weight[drop] = 0
+        if getattr(layer, "bias", None) is not None:
+            layer.bias[drop] = 0
+        bn = bn_after.get(layer)
+        if bn is not None:
+            bn.weight[drop] = 0
+            bn.bias[drop] = 0
+    return pruned
+
+
+def chance_corrected_prunability(curve: dict[float, float], base_acc: float, num_classes: int) -> float:
+    """Mean over the pruning grid of (acc_p - 1/C) / (acc_0 - 1/C): the share of the accuracy above
+    chance that pruning keeps. 1 when pruning costs nothing, 0 when the pruned network is at chance,
+    whatever the accuracy before (the plain ratio's floor is chance / acc_0, which falls as acc_0
+    rises). NaN when acc_0 is not above chance."""
+    chance = 1.0 / num_classes
+    if base_acc <= chance:
+        return float("nan")
+    return sum((a - chance) / (base_acc - chance) for a in curve.values()) / len(curve)
+
+
+def prunability_candidates(curves: dict, base_acc: float, num_classes: int) -> dict[str, float]:
+    """Every reading of prunability (paper Sec. 3.2) that `curves` allow; see the Definitions page for
+    the argument between them. `curves` maps curve names (`prune_structured`,
+    `prune_structured_global`, `prune_structured_bn_batch`) to accuracies over `PRUNE_FRACTIONS`;
+    missing curves give no value. The BN-batch curve is compared with `base_acc` as given (the caller
+    passes the BN-batch accuracy for it through `curves["test_acc_bn_batch"]`)."""
+    out = {}
+    grid = list(PRUNE_FRACTIONS)
+    low = [i for i, p in enumerate(grid) if p <= 0.5 + 1e-9]
+    for name, key, base in (("", "prune_structured", base_acc),
+                            ("_global", "prune_structured_global", base_acc),
+                            ("_bn_batch", "prune_structured_bn_batch", curves.get("test_acc_bn_batch"))):
+        values = curves.get(key)
+        if values is None or base is None or any(v is None for v in values):
+            continue
+        curve = dict(zip(grid, values))
+        if name:  # the per-layer ratio is `prunability` itself, computed by the caller
+            out[f"prunability{name}"] = prunability(curve, base)
+        out[f"prunability{name}_chance_corrected"] = chance_corrected_prunability(curve, base, num_classes)
+        out[f"prunability{name}_to_half"] = prunability({grid[i]: values[i] for i in low}, base)
+    return out
 
 
 # ---------------------------------------------------------------------------- representations

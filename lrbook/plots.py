@@ -1,56 +1,17 @@
-"""Figures in the paper's style: several metrics against LR on a log axis, each normalised to
-[0, 1] per variable (the paper normalises y per variable; raw ranges go in a table beside)."""
+"""Plots of Sec. 5 (pages 01 and 02): several metrics against LR on a log axis, each normalised to
+[0, 1] per variable as in the paper (raw ranges go in a table beside), attribution traces, pruning
+curves and attribution maps. Each takes its data first and `ax=None` (or `axes=None`); it draws on
+the axes given, or on a new figure, and returns the axes (the figure for multi-panel plots)."""
 from __future__ import annotations
 
 import numpy as np
 
-from .reference import METRIC_LABELS, MIN_SCORED_TRAIN_ACC, scored_runs
-
-LR_EFFECT_METRICS = ("test_acc", "prunability", "act_compressibility")  # Fig. 3, 4, 15, 16
-REPRESENTATION_METRICS = ("csi", "class_separation")  # Fig. 5
+from .selection import MIN_SCORED_TRAIN_ACC, scored_runs
+from .tables import lr_summary
+from .vocabulary import LR_EFFECT_METRICS, METRIC_LABELS
 COLORS = {"test_acc": "#1f77b4", "prunability": "#d62728", "act_compressibility": "#2ca02c",
           "csi": "#9467bd", "class_separation": "#ff7f0e", "max_bc_loss_ratio": "#8c564b",
           "core": "#2ca02c", "spurious": "#d62728", "noise": "#7f7f7f"}
-
-
-def lr_summary(df, metrics=LR_EFFECT_METRICS):
-    """Per-LR mean, sd and run count of each metric (diverged runs are counted, not averaged). A
-    metric no run has (e.g. every run diverged, so none was evaluated) is NaN; no runs, no rows."""
-    import pandas as pd
-
-    columns = ["lr", "runs", "diverged", "hit_max_epochs", "epochs"] + [f"{m}_{k}" for m in metrics
-                                                                        for k in ("mean", "sd")]
-    rows = []
-    for lr, g in (df.groupby("lr") if len(df) else ()):
-        ok = g[g.status != "diverged"]
-        row = {"lr": lr, "runs": len(g), "diverged": int((g.status == "diverged").sum()),
-               "hit_max_epochs": int((g.status == "max_epochs").sum()),
-               "epochs": ok.epochs.mean() if len(ok) else np.nan}
-        for m in metrics:
-            values = ok[m].astype(float) if m in ok else pd.Series(np.nan, index=ok.index)
-            row[f"{m}_mean"] = values.mean() if len(ok) else np.nan
-            row[f"{m}_sd"] = values.std(ddof=1) if len(ok) > 1 else np.nan
-        rows.append(row)
-    return pd.DataFrame(rows, columns=columns).sort_values("lr").reset_index(drop=True)
-
-
-def format_summary(summary, metrics=LR_EFFECT_METRICS, percent=("test_acc",)):
-    """The raw-value table beside a figure: 'mean ± sd' strings, accuracies in %."""
-    import pandas as pd
-
-    out = pd.DataFrame({"LR": summary.lr.map(lambda v: f"{v:g}"), "runs": summary.runs})
-    for m in metrics:
-        scale = 100 if m in percent else 1
-        digits = 1 if m in percent else 3
-        out[METRIC_LABELS.get(m, m)] = [
-            "—" if np.isnan(mu) else f"{mu * scale:.{digits}f}" if np.isnan(sd)  # one run: no sd
-            else f"{mu * scale:.{digits}f} ± {sd * scale:.{digits}f}"
-            for mu, sd in zip(summary[f"{m}_mean"], summary[f"{m}_sd"])]
-    if summary.diverged.any():
-        out["diverged"] = summary.diverged
-    if summary.hit_max_epochs.any():
-        out["hit epoch cap"] = summary.hit_max_epochs
-    return out
 
 
 def _say_why_empty(ax, text: str, title=None):
@@ -69,11 +30,11 @@ def _say_why_empty(ax, text: str, title=None):
 def plot_lr_effects(df, metrics=LR_EFFECT_METRICS, ax=None, title=None, normalise=True, scored_only=False):
     """Mean over seeds (line) and +-1 sd (band) of each metric against LR, log x axis; each metric
     min-max normalised over its per-LR means, as in the paper's figures. `scored_only`: plot only
-    the runs the comparison with the paper uses (`reference.scored_runs`). With nothing to plot
+    the runs the comparison with the paper uses (`selection.scored_runs`). With nothing to plot
     (every run diverged or under-trained, or no runs) the panel says so instead."""
     import matplotlib.pyplot as plt
 
-    from .report import nothing_scored_note
+    from .prose import nothing_scored_note
 
     if ax is None:
         _, ax = plt.subplots(figsize=(4.5, 3.2))
@@ -235,3 +196,134 @@ def lr_explorer(store, df, metrics=LR_EFFECT_METRICS):
     slider.observe(show, names="value")
     show()
     return widgets.VBox([slider, out])
+
+
+def plot_synthetic_cell(data: dict, axes=None):
+    """Fig. 3 / 15 for one cell, 2 x 2: LR effects, accuracy vs structured pruning, and the attribution
+    trace of the lowest and the highest LR. `data`: `figures.synthetic_cell(...).data`."""
+    import matplotlib.pyplot as plt
+
+    if axes is None:
+        _, axes = plt.subplots(2, 2, figsize=(10, 7))
+    axes = np.asarray(axes).ravel()
+    plot_lr_effects(data["runs"], LR_EFFECT_METRICS, ax=axes[0], title="LR effects")
+    plot_pruning_curves(data["records"], ax=axes[1], title="accuracy vs pruning")
+    for ax, rec, which in ((axes[2], data["low"], "lowest"), (axes[3], data["high"], "highest")):
+        plot_attribution_trace(rec, ax=ax, which=which)
+    axes[0].figure.tight_layout()
+    return axes[0].figure
+
+
+def plot_cell_panels(data: dict, axes=None):
+    """Fig. 4/16 or 5: one `plot_lr_effects` panel per cell (two per row), scored runs only.
+    `data`: `figures.lr_effect_panels(...).data`."""
+    import matplotlib.pyplot as plt
+
+    from .vocabulary import cell_title
+
+    cells, runs = data["cells"], data["runs"]
+    cols = min(2, len(cells))
+    rows = -(-len(cells) // cols)
+    if axes is None:
+        _, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.8 * rows), squeeze=False)
+    axes = np.asarray(axes).ravel()
+    for ax, (d, m) in zip(axes, cells):
+        sub = runs[(runs.dataset == d) & (runs.model == m)]
+        shown = scored_runs(sub)
+        left_out = f", {len(sub) - len(shown)} left out" if len(shown) < len(sub) else ""
+        plot_lr_effects(sub, data["metrics"], ax=ax, scored_only=True,
+                        title=f"{cell_title(d, m)}\n({sub.scale.iloc[0]}, {len(shown)} runs{left_out})")
+    for ax in axes[len(cells):]:
+        ax.axis("off")
+    axes[0].figure.tight_layout()
+    return axes[0].figure
+
+
+def plot_pruning_panels(data: dict, axes=None):
+    """Fig. 21/22 for one cell: structured and magnitude pruning curves, and the structured curve
+    with BatchNorm batch statistics where runs store it. `data`: `figures.pruning_curves(...).data`."""
+    import matplotlib.pyplot as plt
+
+    n = 3 if data["bn_batch"] else 2
+    if axes is None:
+        _, axes = plt.subplots(1, n, figsize=(4.6 * n, 3.6))
+    axes = np.asarray(axes).ravel()
+    plot_pruning_curves(data["records"], "structured", ax=axes[0], title="structured")
+    plot_pruning_curves(data["records"], "magnitude", ax=axes[1], title="magnitude")
+    if data["bn_batch"]:
+        plot_pruning_curves(data["bn_batch"], "structured_bn_batch", ax=axes[2],
+                            title=f"structured, BN batch stats\n({len(data['bn_batch'])} runs)")
+    axes[0].figure.tight_layout()
+    return axes[0].figure
+
+
+def plot_intervention_panels(data: dict, axes=None):
+    """Fig. 6 / 20 for one cell: one `plot_lr_effects` panel per intervention (LR first), unbiased
+    accuracy, prunability and CSI against its hyperparameter, each normalised as in the paper.
+    `data`: `figures.intervention_panels(...).data`."""
+    import matplotlib.pyplot as plt
+
+    from .vocabulary import HYPERPARAMETER_LABELS, INTERVENTION_METRICS, INTERVENTIONS
+
+    panels = data["panels"]
+    cols = min(4, len(panels))
+    rows = -(-len(panels) // cols)
+    if axes is None:
+        _, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.4 * rows), squeeze=False)
+    axes = np.asarray(axes).ravel()
+    for ax, (name, runs) in zip(axes, panels):
+        title = f"{INTERVENTIONS[name]} ({len(runs)} runs)"
+        if runs.empty:
+            _say_why_empty(ax, "No runs of this intervention that reached 100% training accuracy.", title)
+            continue
+        plot_lr_effects(runs.assign(lr=runs.hp), INTERVENTION_METRICS, ax=ax, title=title)
+        ax.set_xlabel(HYPERPARAMETER_LABELS[name])
+    for ax in axes[len(panels):]:
+        ax.axis("off")
+    axes[0].figure.tight_layout()
+    return axes[0].figure
+
+
+def _seed_mean(curves: list[list[float]]) -> np.ndarray:
+    """Mean over seeds at each epoch, over the seeds still training there."""
+    longest = max(len(c) for c in curves)
+    padded = np.full((len(curves), longest), np.nan)
+    for i, c in enumerate(curves):
+        padded[i, :len(c)] = c
+    with np.errstate(invalid="ignore"):
+        return np.nanmean(padded, axis=0)
+
+
+def plot_intervention_dynamics(data: list, axes=None):
+    """Fig. 9: per intervention (rows), the per-epoch training dynamics of each hyperparameter value
+    (colour, weakest to strongest), mean over seeds: the largest BC loss ratio of the epoch's steps
+    (Sec. 6's measure of how much the BC samples dominate the loss), and the mean cross-entropy of BC
+    (solid) and BA (dashed) samples. `data`: `figures.intervention_dynamics(...).data`, a list of
+    (intervention, {hyperparameter value: [records]})."""
+    import matplotlib.pyplot as plt
+
+    from .vocabulary import HYPERPARAMETER_LABELS, INTERVENTIONS
+
+    if axes is None:
+        _, axes = plt.subplots(len(data), 2, figsize=(10, 2.9 * len(data)), squeeze=False)
+    axes = np.asarray(axes).reshape(len(data), 2)
+    cmap = plt.get_cmap("viridis")
+    for (name, by_value), (ax_ratio, ax_loss) in zip(data, axes):
+        values = sorted(by_value)
+        for i, value in enumerate(values):
+            color = cmap(i / max(1, len(values) - 1))
+            per_epoch = [r["curves"]["per_epoch"] for r in by_value[value]]
+            label = f"{value:.3g}"
+            ax_ratio.plot(_seed_mean([c["bc_loss_ratio_max"] for c in per_epoch]), color=color, label=label)
+            ax_loss.plot(_seed_mean([c["bc_loss"] for c in per_epoch]), color=color, label=label)
+            ax_loss.plot(_seed_mean([c["ba_loss"] for c in per_epoch]), color=color, linestyle="--")
+        ax_ratio.set_ylabel("max BC loss ratio")
+        ax_ratio.set_title(f"{INTERVENTIONS[name]}: BC share of the loss", fontsize=9)
+        ax_loss.set_yscale("log")
+        ax_loss.set_ylabel("mean cross-entropy")
+        ax_loss.set_title(f"{INTERVENTIONS[name]}: BC (solid) and BA (dashed) loss", fontsize=9)
+        ax_ratio.legend(title=HYPERPARAMETER_LABELS[name], fontsize=7, title_fontsize=7, frameon=False)
+        for ax in (ax_ratio, ax_loss):
+            ax.set_xlabel("epoch")
+    axes[0, 0].figure.tight_layout()
+    return axes[0, 0].figure

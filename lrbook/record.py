@@ -12,10 +12,11 @@ A record is a JSON object in `<store>/runs/<run_id>.json`:
 | `epochs`, `steps` | how long it trained |
 | `bc_ratio_drawn` | the bias-conflicting share actually drawn in the training set |
 | `metrics` | scalar metrics (paper Sec. 3.2-3.3); `null` for a diverged run |
+| `metric_versions` | optional: `{metric: "<family>/<version>"}`, the version (`metrics.METRIC_VERSIONS`) of the definition that computed each metric; absent in records stored before this field existed (the code at `provenance.git_commit` computed their metrics) and for `max_bc_loss_ratio` (a training curve's maximum) |
 | `curves` | `per_epoch` training curves and evaluation curves (pruning) |
 | `attribution_trace` | attribution probes during training (Fig. 3 lower panels), or `[]` |
 | `artefacts` | names of small arrays in `<store>/artefacts/<run_id>/<name>.npz` |
-| `provenance` | device, versions, git commit, start/finish time, seconds |
+| `provenance` | device, versions, git commit, start/finish time, seconds; `reevaluated` (device, versions, git commit, time, `from`: `weights`) once `lrbook reevaluate` recomputed its metrics |
 
 `load_record` reads any version, checks it and upgrades it to the current one in memory; the file
 is left as it is. A file that is not a valid record raises `BadRecord`, which names the file.

@@ -6,11 +6,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .reference import MIN_LRS, MIN_SEEDS, complete_lrs
-from .report import best_scale
-
-SEMI_SYNTHETIC = ("colored_mnist", "double_mnist", "mnist_cifar", "corrupted_cifar10")
-ARCHITECTURES = ("fcn", "cnn", "resnet18", "resnet50", "wide_resnet101_2")
+from .compare import scorecard
+from .selection import MIN_LRS, MIN_SEEDS, complete_lrs, select_runs
+from .vocabulary import MECHANISM_CELLS, SEMI_SYNTHETIC_CELLS, SYNTHETIC_CELLS, dataset_name, model_name
 
 
 @dataclass(frozen=True)
@@ -29,9 +27,13 @@ class PaperItem:
     undescribed: bool = False  # the paper's text never refers to it: what it shows is not known here
 
 
+# Table S2's cells (ResNet18 on three datasets); coverage here counts their LR sweeps only.
+_TABLE_S2_CELLS = tuple((d, "resnet18") for d in ("colored_mnist", "mnist_cifar", "double_mnist"))
+_INTERVENTION_RUNS = ("counts the cells' LR sweeps; the interventions' runs, Table S2 beside ours and the verdict on "
+                      "LR being the most consistent are on the 04 hyperparameters page")
 _CIFAR = ("CIFAR-10/100 cannot be downloaded on the build machine (no internet); the code runs "
           "wherever torchvision can download them")
-_SEMI = tuple((d, m) for d in SEMI_SYNTHETIC for m in ARCHITECTURES)
+_SEMI = SEMI_SYNTHETIC_CELLS
 _ACC_COMPRESSIBILITY = ("Unbiased test acc.", "Prunability", "Act. compressibility")
 _SEPARATION = ("Avg. CSI", "Class separation")
 _TABLE_S1 = _ACC_COMPRESSIBILITY + _SEPARATION
@@ -55,7 +57,7 @@ PAPER_ITEMS = (
     PaperItem("Fig. 7, 19", "Swin-T on CelebA / Waterbirds (AdamW, pretrained)", "03 naturalistic",
               blocked="CelebA, Waterbirds and ImageNet-pretrained Swin-T weights cannot be downloaded here"),
     PaperItem("Fig. 6, 9, 20", "ResNet18: LR vs batch size, momentum, L1, L2, focal loss, ASAM",
-              "04 hyperparameters", planned="section 04 is not built yet"),
+              "04 hyperparameters", _TABLE_S2_CELLS, partial=_INTERVENTION_RUNS),
     PaperItem("Fig. 8, 10, 14, 35, 36", "CIFAR-10/100 attribution maps, entropy, background share",
               "05 standard classification", blocked=_CIFAR),
     PaperItem("Fig. 11", "ImageNet-1k: the same LR effects", "05 standard classification",
@@ -64,8 +66,7 @@ PAPER_ITEMS = (
               "as the logits grow", "06 mechanism",
               computed="evaluated numerically on constructed examples when the page is built; no runs needed"),
     PaperItem("Fig. 12, 13", "Mechanism: max BC loss ratio vs acc., training dynamics at a low and a high LR",
-              "06 mechanism", (("parity", "fcn"),) + tuple((d, m) for d in ("colored_mnist", "double_mnist")
-                                                         for m in ("fcn", "cnn", "resnet18"))),
+              "06 mechanism", MECHANISM_CELLS),
     PaperItem("Fig. 18", "Mechanism: class- vs bias-dominant neuron persistence; per-neuron update resets",
               "06 mechanism", (("parity", "fcn"), ("colored_mnist", "fcn")), requires="neuron_probes",
               partial="top panel on the parity FCN and the Colored MNIST FCN at cpu scale (paper: ResNet18 / "
@@ -88,9 +89,9 @@ PAPER_ITEMS = (
     PaperItem("Fig. 32, 34", "Attribution maps, low vs high LR: MNIST-CIFAR, CelebA", "02, 03",
               blocked="MNIST-CIFAR needs CIFAR-10 and CelebA cannot be downloaded here"),
     PaperItem("Table S1", "Value ranges per dataset x model cell", "scorecard",
-              tuple([("parity", "fcn"), ("moon_star", "fcn")] + list(_SEMI)), _TABLE_S1),
-    PaperItem("Table S2", "Value ranges of the hyperparameter comparison", "scorecard",
-              planned="needs section 04"),
+              SYNTHETIC_CELLS + _SEMI, _TABLE_S1),
+    PaperItem("Table S2", "Value ranges of the hyperparameter comparison", "04 hyperparameters",
+              _TABLE_S2_CELLS, partial=_INTERVENTION_RUNS),
 )
 
 COVERAGE = ("complete", "partial", "pending", "not possible here", "computed", "nothing to reproduce",
@@ -101,22 +102,19 @@ VERDICTS = ("agrees", "partly", "disagrees", "unclear", "not scored", "not run",
 
 def cell_coverage(df, dataset: str, model: str) -> dict:
     """Runs, LRs, seeds and scale stored for one cell, at the scale the book shows it at
-    (`report.best_scale`). It is `complete` with `MIN_LRS` LRs of `MIN_SEEDS` finished seeds each
-    (`reference.complete_lrs`)."""
-    sub = df[(df.dataset == dataset) & (df.model == model)] if len(df) else df
-    if sub is None or len(sub) == 0:
+    (`selection.select_runs`). It is `complete` with `MIN_LRS` LRs of `MIN_SEEDS` finished seeds each
+    (`selection.complete_lrs`)."""
+    at = select_runs(df, (dataset, model))
+    if at is None or len(at) == 0:
         return {"runs": 0, "lrs": 0, "seeds": 0, "scale": None, "complete": False}
-    scale = best_scale(sub)
-    at = sub[sub.scale == scale]
+    scale = at.scale.iloc[0]
     return {"runs": int(len(at)), "lrs": int(at.lr.nunique()), "seeds": int(at.seed.nunique()),
             "scale": scale, "lr_min": float(at.lr.min()), "lr_max": float(at.lr.max()),
             "complete": complete_lrs(at) >= MIN_LRS}
 
 
 def _cell_name(dataset: str, model: str, scale: str | None) -> str:
-    from .reference import DATASET_NAMES, MODEL_NAMES
-
-    name = f"{DATASET_NAMES.get(dataset, dataset)}/{MODEL_NAMES.get(model, model)}"
+    name = f"{dataset_name(dataset)}/{model_name(model)}"
     return f"{name} ({scale})" if scale else name
 
 
@@ -220,40 +218,3 @@ def status_table(store=None, card=None):
         out[col] = out[col].astype("Int64")
     return out[["item", "shows", "section", "status", "scale", "runs", "lrs", "seeds", "note", "verdict",
                 "verdict_note"]]
-
-
-def scorecard(store=None):
-    """Table S1 against ours for every stored (dataset, model, scale) cell: one row per variable with
-    the paper's range, ours, Spearman(LR, variable) with its seed-bootstrap interval and agreement;
-    `left_out` counts the cell's diverged and under-trained runs, which the comparison does not use."""
-    import pandas as pd
-
-    from .reference import compare_with_paper
-    from .store import ResultStore
-
-    store = ResultStore() if store is None else store
-    df = store.to_frame()
-    if df.empty:
-        return pd.DataFrame()
-    parts = []
-    for (d, m, s), sub in df.groupby(["dataset", "model", "scale"]):
-        t = compare_with_paper(sub, d, m)
-        t.insert(0, "scale", s)
-        t.insert(0, "model", m)
-        t.insert(0, "dataset", d)
-        t["runs"], t["lrs"], t["seeds"] = len(sub), sub.lr.nunique(), sub.seed.nunique()
-        t["left_out"] = t.attrs["left_out"]
-        parts.append(t)
-    return pd.concat(parts, ignore_index=True)
-
-
-def html_table(frame, wrap=(), precision: int = 3):
-    """`frame` styled for the book: no index column, missing values blank, floats to `precision`
-    decimals, integers as integers, and the long-text columns `wrap` wrapping within the page."""
-    shown = frame.astype(object).where(frame.notna(), "")
-    styled = shown.style.hide(axis="index").format(precision=precision)
-    styled = styled.set_table_attributes('class="dataframe"')
-    if wrap:
-        styled = styled.set_properties(subset=list(wrap), **{"white-space": "normal", "min-width": "14em",
-                                                             "max-width": "32em", "text-align": "left"})
-    return styled

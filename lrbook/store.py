@@ -540,6 +540,8 @@ def records_to_frame(records: Iterable[dict], dedupe: bool = True, **filters):
         row.update({f"data.{k}": v for k, v in cfg.get("dataset_params", {}).items()})
         row.update({f"model.{k}": v for k, v in cfg.get("model_params", {}).items()})
         row.update({k: v for k, v in (r.get("metrics") or {}).items() if not isinstance(v, (dict, list))})
+        if row.get("csi") is not None and row.get("bsi") is not None:  # vocabulary.SELECTIVITY_CHECKS
+            row["csi_minus_bsi"] = row["csi"] - row["bsi"]
         row.update(run_id=r["run_id"], status=r["status"], epochs=r.get("epochs"),
                    seconds=r.get("provenance", {}).get("seconds"), device=r.get("provenance", {}).get("device"))
         rows.append(row)

@@ -174,6 +174,15 @@ class UnitTrace:
         self.update_max.zero_()
         self.model.train()
 
+    def state(self) -> dict:
+        """What a training checkpoint keeps of the trace (`load_state` restores it)."""
+        return {"rows": self.rows, "update_sum": self.update_sum, "update_max": self.update_max}
+
+    def load_state(self, state: dict) -> None:
+        self.rows = state["rows"]
+        self.update_sum.copy_(state["update_sum"])
+        self.update_max.copy_(state["update_max"])
+
     def arrays(self) -> dict:
         import numpy as np
 
@@ -181,8 +190,14 @@ class UnitTrace:
                 **{k: torch.stack(v).numpy().astype("float32") for k, v in self.rows.items() if k != "step"}}
 
 
-def train(model: nn.Module, data, cfg, device="cpu", progress: bool = False) -> TrainOutcome:
-    """Train `model` in place on `data` (already on `device`) as `cfg` says."""
+def train(model: nn.Module, data, cfg, device="cpu", progress: bool = False, checkpoint=None) -> TrainOutcome:
+    """Train `model` in place on `data` (already on `device`) as `cfg` says.
+
+    `checkpoint` (a `lrbook.checkpoint.TrainingCheckpoint`, optional): if it holds a saved state,
+    training resumes from it; after every `checkpoint.every`-th epoch that does not end the run,
+    the whole training state is saved (model, optimiser, minibatch-order generator, global RNGs,
+    epoch, step, curves, attribution and unit traces), so a stopped and resumed run ends with the
+    same weights and curves as an uninterrupted one."""
     from tqdm.auto import tqdm
 
     from .attribution import attribution_shares, shapley_shares
@@ -229,9 +244,21 @@ def train(model: nn.Module, data, cfg, device="cpu", progress: bool = False) -> 
     curves = {k: [] for k in CURVE_KEYS}
     status, step, start = "max_epochs", 0, time.perf_counter()
     chance, why_diverged = chance_accuracy(y), None
-    bar = tqdm(range(1, cfg.max_epochs + 1), desc=f"{cfg.dataset}/{cfg.model} lr={cfg.lr:g} seed={cfg.seed}",
-               disable=not progress, leave=False)
-    epoch = 0
+    epoch, seconds_before = 0, 0.0
+    saved = checkpoint.load() if checkpoint is not None else None
+    if saved is not None:
+        from .checkpoint import set_rng_states
+
+        model.load_state_dict(saved["model"])
+        opt.load_state_dict(saved["optimizer"])
+        order_gen.set_state(saved["order_generator"])
+        set_rng_states(saved["rng"])
+        epoch, step, seconds_before = saved["epoch"], saved["step"], saved["seconds"]
+        curves, trace[:] = saved["curves"], saved["attribution_trace"]
+        if units is not None:
+            units.load_state(saved["unit_trace"])
+    bar = tqdm(range(epoch + 1, cfg.max_epochs + 1), desc=f"{cfg.dataset}/{cfg.model} lr={cfg.lr:g} seed={cfg.seed}",
+               disable=not progress, leave=False, initial=epoch, total=cfg.max_epochs)
     for epoch in bar:
         perm = torch.randperm(n, generator=order_gen).to(device)
         correct = torch.zeros((), device=device, dtype=torch.long)
@@ -282,13 +309,21 @@ def train(model: nn.Module, data, cfg, device="cpu", progress: bool = False) -> 
         if n_correct >= cfg.stop_train_acc * n:
             status = "converged"
             break
+        if checkpoint is not None and checkpoint.due(epoch) and epoch < cfg.max_epochs:
+            from .checkpoint import rng_states
+
+            checkpoint.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
+                             "order_generator": order_gen.get_state(), "rng": rng_states(), "epoch": epoch,
+                             "step": step, "seconds": seconds_before + time.perf_counter() - start,
+                             "curves": curves, "attribution_trace": trace,
+                             "unit_trace": None if units is None else units.state()})
     bar.close()
     if probe and status != "diverged":
         probe_attributions(step, epoch)
     if units is not None and status != "diverged":
         units.point(step)
     finite = [v for v in curves["bc_loss_ratio_max"] if math.isfinite(v)]
-    return TrainOutcome(status=status, epochs=epoch, steps=step, seconds=time.perf_counter() - start,
+    return TrainOutcome(status=status, epochs=epoch, steps=step, seconds=seconds_before + time.perf_counter() - start,
                         curves=curves, max_bc_loss_ratio=max(finite) if finite else float("nan"),
                         attribution_trace=trace, unit_trace=None if units is None else units.arrays(),
                         diverged_because=why_diverged)

@@ -57,23 +57,21 @@ store_dir = None  # results store; None: the repository's results/ (or $LRBOOK_S
 data_root = None  # unused here (the data is generated), kept for a uniform interface
 show_explorer = False  # True in a live notebook: an LR slider over the stored runs
 
-# %%
+# %% tags=["hide-input"]
 # %matplotlib inline
-import matplotlib.pyplot as plt
-from IPython.display import Markdown, display
+from IPython.display import display
 
-from lrbook import ResultStore, grid
+from lrbook import ResultStore
+from lrbook.book import show, show_table, train_missing
 from lrbook.config import check_names
-from lrbook.plots import (LR_EFFECT_METRICS, format_summary, lr_explorer, lr_summary, plot_attribution_trace,
-                          plot_lr_effects, plot_pruning_curves)
-from lrbook.reference import compare_with_paper
-from lrbook.report import (cell_frame, coverage_note, low_high_records, no_data_message, paper_reference_table,
-                           run_table)
-from lrbook.sweep import run_sweep
+from lrbook.figures import synthetic_cell
+from lrbook.plots import lr_explorer
+from lrbook.selection import select_runs
+from lrbook.tables import run_table
+from lrbook.vocabulary import SYNTHETIC, SYNTHETIC_LRS, cell_title
 
-check_names(dataset=dataset, scale=scale, datasets=("parity", "moon_star"))
-PAPER_LRS = [0.01, 0.03, 0.1, 0.3, 0.75]  # spans Table S1's 0.01 to 0.75 for both datasets
-DATASETS = ["parity", "moon_star"] if dataset == "all" else [dataset]
+check_names(dataset=dataset, scale=scale, datasets=SYNTHETIC)
+DATASETS = list(SYNTHETIC) if dataset == "all" else [dataset]
 store = ResultStore(store_dir)
 
 # %% [markdown]
@@ -81,89 +79,55 @@ store = ResultStore(store_dir)
 # Nothing is trained unless the parameters ask for it; runs already in the store are never
 # trained again.
 
-# %%
-to_train = [lr] if lr is not None else list(lrs or []) + (PAPER_LRS if train else [])
-if to_train:
-    configs = [c for d in DATASETS for c in grid(d, "fcn", lrs=to_train, seeds=seeds, scale=scale)]
-    print(run_sweep(configs, store, workers=workers, device=device, data_root=data_root))
-else:
-    print("Rendering from the results store (nothing to train).")
+# %% tags=["hide-input"]
+to_train = [lr] if lr is not None else list(lrs or []) + (list(SYNTHETIC_LRS) if train else [])
+print(train_missing(store, [(d, "fcn") for d in DATASETS], to_train, seeds, scale, workers=workers, device=device,
+                    data_root=data_root))
 
 # %% [markdown]
 # ## Parity (Fig. 3)
 #
-# Left: unbiased test accuracy, prunability (mean accuracy retained after removing 10% to 90% of
-# each layer's neurons, no fine-tuning) and activation compressibility (how well 10% of the
+# Top left: unbiased test accuracy, prunability (mean accuracy retained after removing 10% to 90%
+# of each layer's neurons, no fine-tuning) and activation compressibility (how well 10% of the
 # penultimate activations approximate all of them) against LR, each normalised to [0, 1] as in the
 # paper; line = mean over seeds, band = one standard deviation (clipped to the axes when a metric
-# barely moves, which makes its normalised spread large). Middle and right: share of
-# Integrated-Gradients attribution on the core, spurious and noise bits over training, for the
-# lowest and the highest stored LR (200 test inputs). The raw values follow in the table.
+# barely moves, which makes its normalised spread large). Top right: unbiased accuracy against the
+# fraction of neurons pruned, one line per LR. Bottom: share of Integrated-Gradients attribution on
+# the core, spurious and noise bits over training, for the lowest and the highest stored LR (200
+# test inputs). The raw values follow in the tables, then the paper's Table S1 range beside ours
+# (min to max over our per-LR means): *Spearman* is the rank correlation of LR with the metric over
+# all runs, with a 95% interval from resampling seeds within each LR; *agrees* says whether the
+# interval lies above zero, as the paper's claim (every variable rises with LR) predicts.
 
-# %%
-def show_cell(name: str, title: str):
-    df = cell_frame(store, name, "fcn", scale)
-    if df.empty:
-        display(Markdown(no_data_message(name, "fcn", scale, "notebooks/01_synthetic.ipynb")))
-        display(paper_reference_table(name, "fcn"))
-        return df
-    display(Markdown(coverage_note(df, scale)))
-    low, high = low_high_records(store, df)
-    fig, axes = plt.subplots(1, 4, figsize=(17, 3.6))
-    plot_lr_effects(df, LR_EFFECT_METRICS, ax=axes[0], title=f"{title}: LR effects")
-    for ax, rec, which in ((axes[1], low, "lowest"), (axes[2], high, "highest")):
-        plot_attribution_trace(rec, ax=ax, which=which)
-    plot_pruning_curves([store.get(r) for r in df.run_id], ax=axes[3], title="accuracy vs pruning")
-    fig.suptitle(f"{title}, FCN: {len(df)} runs at scale '{scale}', seeds {sorted(int(s) for s in df.seed.unique())}")
-    fig.tight_layout()
-    plt.show()
-    display(format_summary(lr_summary(df, LR_EFFECT_METRICS + ("test_bc_acc", "max_bc_loss_ratio")),
-                           LR_EFFECT_METRICS + ("test_bc_acc", "max_bc_loss_ratio"),
-                           percent=("test_acc", "test_bc_acc")))
-    return df
-
-
-parity = show_cell("parity", "Parity") if "parity" in DATASETS else None
-
-# %% [markdown]
-# ### Parity against Table S1
-# The paper's min/max of each variable over its LR range (0.01 to 0.75) beside ours (min/max over
-# our per-LR means). `spearman` is the rank correlation of LR with the metric over all runs, with
-# a 95% interval from resampling seeds within each LR; `agrees` says whether the interval lies above
-# zero, as the paper's claim (every variable rises with LR) predicts.
-
-# %%
-if parity is not None and not parity.empty:
-    display(compare_with_paper(parity, "parity", "fcn").round(3))
+# %% tags=["hide-input"]
+if "parity" in DATASETS:
+    show(synthetic_cell(store, "parity", scale, "Fig. 3"))
 
 # %% [markdown]
 # ## Moon-star (Fig. 15)
 #
 # The same panels. On moon-star the shape (core) and the position (spurious) are carried by the
 # same pixels, and with a zero baseline Integrated Gradients puts all attribution on the object, so
-# a pixel-region split cannot separate them. The middle panels therefore track the behavioural
+# a pixel-region split cannot separate them. The bottom panels therefore track the behavioural
 # signature instead: test accuracy on bias-aligned (BA) and bias-conflicting (BC) samples over
 # training; a model that follows the quadrant scores high on BA and low on BC.
 
-# %%
-moon = show_cell("moon_star", "Moon-star") if "moon_star" in DATASETS else None
-
-# %%
-if moon is not None and not moon.empty:
-    display(compare_with_paper(moon, "moon_star", "fcn").round(3))
+# %% tags=["hide-input"]
+if "moon_star" in DATASETS:
+    show(synthetic_cell(store, "moon_star", scale, "Fig. 15"))
 
 # %% [markdown]
 # ## Explore the runs
 # In a live notebook set `show_explorer = True` for a slider over the stored LRs. The built book
 # has no kernel, so it shows the per-run table instead.
 
-# %%
-for name, df in (("parity", parity), ("moon_star", moon)):
-    if df is None or df.empty:
+# %% tags=["hide-input"]
+RUN_COLUMNS = ["lr", "seed", "status", "epochs", "test_acc", "test_bc_acc", "prunability", "act_compressibility"]
+for d in DATASETS:
+    runs = select_runs(store.to_frame(), (d, "fcn"), scale=scale)
+    if runs.empty:
         continue
     if show_explorer:
-        display(lr_explorer(store, df))
+        display(lr_explorer(store, runs))
     else:
-        cols = ["lr", "seed", "status", "epochs", "test_acc", "test_bc_acc", "prunability", "act_compressibility"]
-        display(Markdown(f"**{name}**: every stored run"))
-        display(run_table(df, cols))
+        show_table(run_table(runs, RUN_COLUMNS), f"**{cell_title(d, 'fcn')}**: every stored run")

@@ -50,32 +50,31 @@ lr = None  # train this LR's missing runs for the selected cells (e.g. -p lr 0.1
 lrs = None  # or a list of LRs
 train = False  # True: train the missing runs of each selected cell's LR grid
 seeds = [0, 1, 2]
-scale = None  # render: each cell at `report.best_scale` (most faithful complete sweep); train: "paper" on a GPU, else "cpu"
+scale = None  # render: each cell at `selection.best_scale` (most faithful complete sweep); train: "paper" on a GPU, else "cpu"
 device = "auto"
 workers = 1
 store_dir = None
 data_root = None  # folder with MNIST/ and cifar-10-batches-py/ (torchvision layout); None: $LRBOOK_DATA or ./data
 
-# %%
+# %% tags=["hide-input"]
 # %matplotlib inline
-import matplotlib.pyplot as plt
 import torch
 from IPython.display import Markdown, display
 
-from lrbook import ResultStore, grid
+from lrbook import ResultStore
+from lrbook.book import lrs_to_train, show, show_table, train_missing
+from lrbook.compare import scorecard, trend_summary
 from lrbook.config import check_names
 from lrbook.data import require_data
-from lrbook.plots import (LR_EFFECT_METRICS, REPRESENTATION_METRICS, format_summary, lr_summary, plot_lr_effects,
-                          plot_pruning_curves)
-from lrbook.reference import (DATASET_NAMES, MODEL_NAMES, bootstrap_spearman, compare_with_paper, paper_lr_grid,
-                              paper_row, scored_runs, spearman)
-from lrbook.report import cell_scales, cells_grid_frame, coverage_note
-from lrbook.status import ARCHITECTURES, SEMI_SYNTHETIC
-from lrbook.sweep import run_sweep
+from lrbook.figures import attribution_maps, cell_tables, cells_without_runs, lr_effect_panels, pruning_curves
+from lrbook.paper import paper_lr_grid
+from lrbook.selection import select_runs, stored_cells
+from lrbook.vocabulary import (FIG8_DATASETS, LR_EFFECT_METRICS, MODELS, REPRESENTATION_METRICS, SELECTIVITY_CHECKS,
+                               SEMI_SYNTHETIC, cell_title)
 
 check_names(dataset=dataset, model=model, scale=scale, datasets=SEMI_SYNTHETIC)
-DATASETS = list(SEMI_SYNTHETIC) if dataset == "all" else [dataset]
-MODELS = list(ARCHITECTURES) if model == "all" else [model]
+CELLS = [(d, m) for d in (SEMI_SYNTHETIC if dataset == "all" else [dataset])
+         for m in (MODELS if model == "all" else [model])]
 store = ResultStore(store_dir)
 
 # %% [markdown]
@@ -83,80 +82,49 @@ store = ResultStore(store_dir)
 # Nothing is trained unless asked. With `train=True` each selected cell gets the LRs it already has
 # (to complete seeds) or, if it has none, five LRs spanning the paper's range for that cell.
 
-# %%
-train_scale = scale or ("paper" if torch.cuda.is_available() else "cpu")
+# %% tags=["hide-input"]
 if lr is not None or lrs or train:
-    configs = []
-    for d in DATASETS:
-        for m in MODELS:
-            stored = store.to_frame()
-            have = sorted(stored[(stored.dataset == d) & (stored.model == m) & (stored.scale == train_scale)].lr.unique()) \
-                if len(stored) else []
-            cell_lrs = [lr] if lr is not None else list(lrs or []) or have or paper_lr_grid(d, m)
-            configs += grid(d, m, lrs=cell_lrs, seeds=seeds, scale=train_scale)
-    require_data(DATASETS, data_root)  # once, before any run starts
-    print(f"training at scale {train_scale!r}:", run_sweep(configs, store, workers=workers, device=device,
-                                                           data_root=data_root))
+    train_scale = scale or ("paper" if torch.cuda.is_available() else "cpu")
+    require_data([d for d, _ in CELLS], data_root)  # once, before any run starts
+    cell_lrs = {c: lrs_to_train(store, c, train_scale, lr, lrs, default=paper_lr_grid(*c)) for c in CELLS}
+    print(f"training at scale {train_scale!r}:", train_missing(store, CELLS, cell_lrs, seeds, train_scale,
+                                                               workers=workers, device=device, data_root=data_root))
 else:
     print("Rendering from the results store (nothing to train).")
-runs = cells_grid_frame(store, DATASETS, MODELS, scale)
+runs = select_runs(store.to_frame(), CELLS, scale=scale)
+with_runs = stored_cells(runs)
 
 # %% [markdown]
 # ## LR effects on robustness and compressibility (Fig. 4, 16)
 # One panel per cell with stored runs: unbiased test accuracy, prunability and activation
 # compressibility against LR, each normalised to [0, 1] as in the paper (line: mean over seeds;
 # band: one sd). Cells without runs are listed below the figure with the paper's ranges. The
-# panels, like every comparison with the paper on this page, leave out diverged runs and runs that
+# panels, like every comparison with the paper on this page, leave out diverged runs, runs that
 # stopped at the epoch cap below 99.9% training accuracy (the paper trains to 100%; an under-trained
-# network is trivially worse on test); the per-cell tables at the end count them.
+# network is trivially worse on test), and the LRs the paper's own range rule removes (from the first
+# LR at which any seed diverged or lost more than 10 points of test accuracy, Sec. 4.2); the per-cell
+# tables at the end count them and name those LRs.
 
-# %%
-def cell_panels(metrics, title):
-    cells = [(d, m) for d in DATASETS for m in MODELS
-             if len(runs) and ((runs.dataset == d) & (runs.model == m)).any()]
-    if not cells:
-        display(Markdown("**No stored runs for the selected cells.** The paper's ranges follow."))
-        return cells
-    cols = min(3, len(cells))
-    rows = -(-len(cells) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.6 * rows), squeeze=False)
-    for ax, (d, m) in zip(axes.flat, cells):
-        sub = runs[(runs.dataset == d) & (runs.model == m)]
-        shown = scored_runs(sub)
-        left_out = f", {len(sub) - len(shown)} left out" if len(shown) < len(sub) else ""
-        plot_lr_effects(sub, metrics, ax=ax, scored_only=True,
-                        title=f"{DATASET_NAMES[d]} / {MODEL_NAMES[m]} ({sub.scale.iloc[0]}, {len(shown)} runs{left_out})")
-    for ax in list(axes.flat)[len(cells):]:
-        ax.axis("off")
-    fig.suptitle(title, y=1.0)
-    fig.tight_layout()
-    plt.show()
-    return cells
-
-
-with_runs = cell_panels(LR_EFFECT_METRICS, "Fig. 4/16: accuracy, prunability, activation compressibility vs LR")
-without = [(d, m) for d in DATASETS for m in MODELS if (d, m) not in with_runs]
-if without:
-    import pandas as pd
-
-    rows = []
-    for d, m in without:
-        ref = paper_row(d, m)
-        rows.append({"dataset": DATASET_NAMES[d], "model": MODEL_NAMES[m],
-                     "paper LR range": "—" if ref is None else f"{ref.lr_min:g} to {ref.lr_max:g}",
-                     "paper acc. range (%)": "—" if ref is None else f"{ref.test_acc_min:.1f} to {ref.test_acc_max:.1f}",
-                     "why no runs": ("CIFAR-10 not available on the build machine" if "cifar" in d
-                                     else "not trained yet")})
-    display(Markdown("**Cells without stored runs** (paper reference values only, not results of ours):"))
-    display(pd.DataFrame(rows))
+# %% tags=["hide-input"]
+show(lr_effect_panels(runs, CELLS, LR_EFFECT_METRICS, "Fig. 4, 16",
+                      "unbiased test accuracy, prunability and activation compressibility against LR"))
+missing = cells_without_runs(CELLS, runs)
+if len(missing):
+    show_table(missing, "**Cells without stored runs** (paper reference values only, not results of ours):")
 
 # %% [markdown]
 # ## Representations (Fig. 5)
 # Average class selectivity index (coverage-weighted CSI) and class separation $R^2$ of the
-# penultimate layer on 1000 test inputs, against LR.
+# penultimate layer on 1000 test inputs, against LR. Beyond the paper, beside them: the same index
+# computed for the bias label (BSI) and CSI − BSI. In our FCN and CNN cells BSI rises with LR about
+# as fast as CSI, so a rising CSI alone does not show a shift from spurious to core features; a
+# rising CSI − BSI would. The tables at the end score CSI − BSI like the paper's variables (BSI has
+# no claim to score).
 
-# %%
-_ = cell_panels(REPRESENTATION_METRICS, "Fig. 5: core-feature utilisation (CSI) and class separation vs LR")
+# %% tags=["hide-input"]
+show(lr_effect_panels(runs, CELLS, REPRESENTATION_METRICS + SELECTIVITY_CHECKS, "Fig. 5",
+                      "core-feature utilisation (avg. CSI), class separation, and (beyond the paper) BSI and "
+                      "CSI − BSI against LR"))
 
 # %% [markdown]
 # ## Accuracy against pruning ratio (Fig. 21, 22)
@@ -170,30 +138,11 @@ _ = cell_panels(REPRESENTATION_METRICS, "Fig. 5: core-feature utilisation (CSI) 
 # running statistics (eval mode). Evaluating in train mode is the default of the first author's
 # evaluation code in a related project, so this is our candidate explanation for why our ResNet18
 # prunability range is much narrower than the paper's. It is a diagnostic, not the scored metric.
-# The line under each table gives both measurements' Spearman correlation with LR over the same runs.
+# The line above each such table gives both measurements' Spearman correlation with LR over the same runs.
 
-# %%
-for d, m in with_runs:
-    sub = runs[(runs.dataset == d) & (runs.model == m)]
-    recs = [store.get(r) for r in sub.run_id]
-    bn_batch = [r for r in recs if "prune_structured_bn_batch" in r["curves"]]
-    fig, axes = plt.subplots(1, 3 if bn_batch else 2, figsize=(15 if bn_batch else 10, 3.3))
-    plot_pruning_curves(recs, "structured", ax=axes[0], title=f"{DATASET_NAMES[d]} / {MODEL_NAMES[m]}: structured")
-    plot_pruning_curves(recs, "magnitude", ax=axes[1], title="magnitude")
-    if bn_batch:
-        plot_pruning_curves(bn_batch, "structured_bn_batch", ax=axes[2],
-                            title=f"structured, BN batch statistics ({len(bn_batch)} runs)")
-    fig.tight_layout()
-    plt.show()
-    if bn_batch:
-        both = sub[sub.run_id.isin([r["run_id"] for r in bn_batch])]
-        display(format_summary(lr_summary(both, ("prunability", "prunability_bn_batch")),
-                               ("prunability", "prunability_bn_batch")))
-        if both.lr.nunique() >= 2:
-            print(f"Spearman with LR over these {len(both)} runs ({both.lr.nunique()} LRs), 95% seed-bootstrap "
-                  "interval: " + "; ".join(f"{k} {spearman(both.lr, both[k]):+.2f} "
-                                           "[{:+.2f}, {:+.2f}]".format(*bootstrap_spearman(both, k))
-                                           for k in ("prunability", "prunability_bn_batch")))
+# %% tags=["hide-input"]
+for cell in with_runs:
+    show(pruning_curves(store, runs, cell))
 
 # %% [markdown]
 # ## Where the networks look (Fig. 8)
@@ -203,87 +152,40 @@ for d, m in with_runs:
 # the maps of the same first test inputs at the lowest and highest LR (first seed). The paper's
 # Fig. 8 shows MNIST-CIFAR: larger LRs move attribution from the MNIST digit to the CIFAR image.
 
-# %%
-import pandas as pd
-
-from lrbook.plots import plot_attribution_maps
-from lrbook.report import low_high_records, nothing_scored_note
-
-map_cells = [(d, m) for d, m in with_runs if d in ("double_mnist", "mnist_cifar")]
-for d, m in map_cells:
-    sub = runs[(runs.dataset == d) & (runs.model == m) & (runs.status != "diverged")]
-    if "attr_spurious" not in sub or sub.attr_spurious.isna().all():
-        display(Markdown(f"{DATASET_NAMES[d]} / {MODEL_NAMES[m]}: no attribution shares stored."))
-        continue
-    display(Markdown(f"**{DATASET_NAMES[d]} / {MODEL_NAMES[m]}** ({sub.scale.iloc[0]}, {len(sub)} runs): "
-                     "share of attribution on the spurious region, mean ± sd over seeds"))
-    share = sub.groupby("lr").attr_spurious.agg(["mean", "std", "count"]).round(3)
-    display(share.rename(columns={"mean": "spurious share", "std": "sd", "count": "runs"}).T)
-    lo, hi = low_high_records(store, sub)
-    if lo is None:
-        display(Markdown(nothing_scored_note(sub, sub.scale.iloc[0]) + " No maps are shown."))
-        continue
-    arrays = {r["config"]["lr"]: store.get_artefact(r["run_id"], "attribution_maps")
-              for r in (lo, hi) if store.has_artefact(r["run_id"], "attribution_maps")}
-    lost = [r["config"]["lr"] for r in (lo, hi)
-            if "attribution_maps" in r.get("artefacts", []) and not store.has_artefact(r["run_id"], "attribution_maps")]
-    if lost:
-        display(Markdown(f"The maps of LR {', '.join(f'{lr:g}' for lr in lost)} were computed but their files were not "
-                         "copied back from the GPU machine that trained them; the shares above come from the records."))
-    if arrays:
-        plot_attribution_maps(arrays, title=f"{DATASET_NAMES[d]} / {MODEL_NAMES[m]}: IG maps, seed {lo['config']['seed']}")
-        plt.show()
-if not any(d == "mnist_cifar" for d, _ in map_cells) and "mnist_cifar" in DATASETS:
+# %% tags=["hide-input"]
+for cell in [c for c in with_runs if c[0] in FIG8_DATASETS]:
+    show(attribution_maps(store, runs, cell))
+if "mnist_cifar" in {d for d, _ in CELLS} and "mnist_cifar" not in {d for d, _ in with_runs}:
     display(Markdown("**MNIST-CIFAR has no stored runs** (CIFAR-10 is not available on the machine that builds "
                      "this book), so the paper's Fig. 8 panel itself is not shown; its runs store the same maps "
                      "(see the end of the page for how to train them)."))
 
 # %% [markdown]
 # ## Does each LR effect go the paper's way?
-# One row per cell and stored scale (the scale the figures above show first): the Spearman
-# correlation of LR with each Table S1 variable over the runs the comparison uses, marked ✓ when its
-# 95% seed-bootstrap interval lies above 0 (rises with LR, as the paper claims), ✗ when it lies
-# below 0, and ? when it includes 0. The sections below give every number behind it.
+# One row per cell and stored scale: the Spearman correlation of LR with each Table S1 variable
+# over the runs the comparison uses, marked ✓ when its 95% seed-bootstrap interval lies above 0
+# (rises with LR, as the paper claims), ✗ when it lies below 0, and ? when it includes 0. The
+# sections below give every number behind it.
 
-# %%
-MARKS = {"yes": "✓", "no": "✗", "unclear": "?", "n/a": "n/a"}
-every_run = store.to_frame()
-
-
-def cell_at_scales(d, m):
-    """(scale, runs) for each stored scale of a cell, the one the figures show first."""
-    sub = every_run[(every_run.dataset == d) & (every_run.model == m)]
-    return [(s, sub[sub.scale == s]) for s in ([scale] if scale else cell_scales(sub))]
-
-
-verdicts = []
-for d, m in with_runs:
-    for s, sub in cell_at_scales(d, m):
-        cmp = compare_with_paper(sub, d, m)
-        row = {"cell": f"{DATASET_NAMES[d]} / {MODEL_NAMES[m]}", "scale": s,
-               "runs used": len(sub) - cmp.attrs["left_out"], "LRs used": scored_runs(sub).lr.nunique()}
-        row.update({v: f"{MARKS[a]} {r:+.2f}" if a != "n/a" else "n/a"
-                    for v, a, r in zip(cmp.variable, cmp.get("agrees", []), cmp.get("spearman", []))})
-        verdicts.append(row)
-if verdicts:
-    display(pd.DataFrame(verdicts).set_index(["cell", "scale"]))
+# %% tags=["hide-input"]
+every_scale = select_runs(store.to_frame(), with_runs, scale=scale or "all")
+if len(every_scale):
+    show_table(trend_summary(scorecard(runs=every_scale)))
 
 # %% [markdown]
 # ## Per cell: raw values and Table S1
-# For each cell and stored scale: how many runs and seeds; the per-LR mean ± sd; then the paper's
-# Table S1 range beside ours, the Spearman correlation of LR with each variable (95% interval from
-# resampling seeds within LRs) and whether its sign agrees with the paper.
+# For each cell and stored scale (the scale the figures show first): how many runs and seeds; the
+# per-LR mean ± sd; then the paper's Table S1 range beside ours, the Spearman correlation of LR with
+# each variable (95% interval from resampling seeds within LRs) and whether its sign agrees with the
+# paper.
 
-# %%
-shown = LR_EFFECT_METRICS + REPRESENTATION_METRICS + ("test_bc_acc",)
-for d, m in with_runs:
-    display(Markdown(f"### {DATASET_NAMES[d]} / {MODEL_NAMES[m]}"))
-    at_scales = cell_at_scales(d, m)
-    for i, (s, sub) in enumerate(at_scales):
-        head = f"**Scale `{s}`**{' (shown in the figures)' if i == 0 and len(at_scales) > 1 else ''}. "
-        display(Markdown((head if len(at_scales) > 1 else "") + coverage_note(sub, s)))
-        display(format_summary(lr_summary(sub, shown), shown, percent=("test_acc", "test_bc_acc")))
-        display(compare_with_paper(sub, d, m).round(3))
+# %% tags=["hide-input"]
+for cell in with_runs:
+    display(Markdown(f"### {cell_title(*cell)}"))
+    for note, tables in cell_tables(store.to_frame(), cell, scale):
+        display(Markdown(note))
+        for table in tables.values():
+            show_table(table)
 
 # %% [markdown]
 # ## Running the cells that have no results here

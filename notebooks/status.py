@@ -49,11 +49,12 @@
 # %% tags=["parameters"]
 store_dir = None  # results store; None: the repository's results/ (or $LRBOOK_STORE)
 
-# %%
+# %% tags=["hide-input"]
 from IPython.display import Markdown, display
 
 from lrbook import ResultStore
-from lrbook.status import html_table, scorecard, status_table
+from lrbook.status import scorecard, status_table
+from lrbook.tables import html_table
 
 store = ResultStore(store_dir)
 card = scorecard(store)
@@ -75,14 +76,14 @@ if problems:
 # %% [markdown]
 # ## Verdict
 
-# %%
+# %% tags=["hide-input"]
 display(html_table(table[["item", "shows", "section", "verdict", "verdict_note"]]
                    .rename(columns={"verdict_note": "why"}), wrap=("shows", "why")))
 
 # %% [markdown]
 # ## Coverage
 
-# %%
+# %% tags=["hide-input"]
 display(html_table(table[["item", "section", "status", "scale", "runs", "lrs", "seeds", "note"]]
                    .rename(columns={"status": "coverage", "lrs": "LRs"}), wrap=("note",)))
 
@@ -94,9 +95,10 @@ display(html_table(table[["item", "section", "status", "scale", "runs", "lrs", "
 # stopped at the epoch cap below 99.9% training accuracy (under-trained; the paper trains to 100%),
 # are counted but left out of the comparison.
 
-# %%
-from lrbook.reference import DATASET_NAMES, MODEL_NAMES
-from lrbook.report import coverage_note
+# %% tags=["hide-input"]
+from lrbook.prose import coverage_note
+from lrbook.selection import select_runs
+from lrbook.vocabulary import cell_title
 
 df = store.to_frame()
 if card.empty:
@@ -104,6 +106,5 @@ if card.empty:
 else:
     per_cell = ["dataset", "model", "scale", "runs", "lrs", "seeds", "left_out"]
     for (d, m, s), rows in card.groupby(["dataset", "model", "scale"], sort=True):
-        sub = df[(df.dataset == d) & (df.model == m) & (df.scale == s)]
-        display(Markdown(f"**{DATASET_NAMES.get(d, d)} / {MODEL_NAMES.get(m, m)}**. {coverage_note(sub, s)}"))
+        display(Markdown(f"**{cell_title(d, m)}**. {coverage_note(select_runs(df, (d, m), scale=s), s)}"))
         display(html_table(rows.drop(columns=per_cell)))

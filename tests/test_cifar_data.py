@@ -1,4 +1,4 @@
-"""Tests of lrbook.cifar_data (MNIST-CIFAR and Corrupted CIFAR-10) on generated stand-ins.
+"""Tests of lrbook.data.cifar (MNIST-CIFAR and Corrupted CIFAR-10) on generated stand-ins.
 
 Real CIFAR-10 is not available here, so the tests write a small stand-in in torchvision's on-disk
 layout (cifar-10-batches-py/ with the python pickles) and a small stand-in MNIST (MNIST/raw/ idx
@@ -17,8 +17,8 @@ import pytest
 import torch
 from PIL import Image
 
-from lrbook import cifar_data as CD
-from lrbook import corruptions as C
+from lrbook.data import cifar as CD
+from lrbook.data import corruptions as C
 from lrbook.config import ConfigError
 from stubs import IdentityBlur
 

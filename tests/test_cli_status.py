@@ -1,4 +1,4 @@
-"""`python -m lrbook`, lrbook.status and lrbook.reference."""
+"""`python -m lrbook`, lrbook.status, lrbook.compare, lrbook.paper and lrbook.selection."""
 from __future__ import annotations
 
 import functools
@@ -12,12 +12,15 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from lrbook import reference
+from lrbook import compare, selection
 from lrbook.__main__ import main
 from lrbook.config import make_config
-from lrbook.reference import bootstrap_spearman, compare_with_paper, paper_row, spearman
+from lrbook.compare import compare_with_paper
+from lrbook.paper import paper_row
+from lrbook.stats import bootstrap_spearman, spearman
 from lrbook.status import COVERAGE, MIN_LRS, MIN_SEEDS, PAPER_ITEMS, VERDICTS, cell_coverage, status_table
 from lrbook.store import ResultStore
+from lrbook.vocabulary import METRIC_LABELS, S1_METRICS
 
 REPO = Path(__file__).resolve().parents[1]
 LRS = (0.01, 0.03, 0.1, 0.3, 0.75)
@@ -139,11 +142,12 @@ def test_verdict_is_separate_from_coverage(tmp_store, fast_bootstrap):
 
 @pytest.mark.parametrize("sign, expected", [(1, "agrees"), (-1, "disagrees")])
 def test_verdict_follows_the_scorecard(tmp_store, fast_bootstrap, sign, expected):
-    from lrbook.status import scorecard
+    from lrbook.compare import scorecard
 
     fabricate_trends(tmp_store, {c: sign for c in S1_COLUMNS}, lrs=LRS[:3], seeds=(0, 1))
     card = scorecard(tmp_store)
-    assert set(card.agrees) == {"yes" if sign > 0 else "no"}
+    table_s1 = card[card.variable.isin([METRIC_LABELS[col] for col, _ in S1_METRICS.values()])]
+    assert set(table_s1.agrees) == {"yes" if sign > 0 else "no"}
     items = by_item(status_table(tmp_store, card=card))
     assert items["Fig. 3"]["status"] == "partial"  # 3 LRs x 2 seeds: not complete, but scored
     assert items["Fig. 3"]["verdict"] == expected and items["Fig. 5"]["verdict"] == "not run"
@@ -195,7 +199,7 @@ def test_under_trained_lrs_do_not_complete_a_cell_but_diverged_ones_do(tmp_store
 
 def test_a_cell_is_shown_at_its_most_faithful_complete_scale(tmp_store):
     """A few paper-scale runs do not displace a finished cpu-scale sweep (figures, status page)."""
-    from lrbook.report import best_scale, cell_scales
+    from lrbook.selection import best_scale, cell_scales
 
     fabricate(tmp_store, scale="cpu")
     fabricate(tmp_store, lrs=LRS[:2], scale="paper")
@@ -283,13 +287,15 @@ def lr_frame(sign=1.0, noise=0.0, dataset="parity", model="fcn"):
 @pytest.fixture
 def fast_bootstrap(monkeypatch):
     """compare_with_paper's 1000-sample bootstrap is slow with pandas ranks; 60 samples test the same logic."""
-    monkeypatch.setattr(reference, "bootstrap_spearman", functools.partial(bootstrap_spearman, n_boot=60))
+    monkeypatch.setattr(compare, "bootstrap_spearman", functools.partial(bootstrap_spearman, n_boot=60))
 
 
 def test_compare_with_paper_monotone_data_agrees(fast_bootstrap):
     out = compare_with_paper(lr_frame(), "parity", "fcn")
     assert list(out.variable) == ["Unbiased test acc.", "Prunability", "Act. compressibility", "Avg. CSI",
-                                  "Class separation"]
+                                  "Class separation", "Avg. BSI", "CSI − BSI"]
+    assert out.iloc[5:].spearman.isna().all()  # the frame has no BSI: nothing to score beyond the paper
+    out = out.iloc[:5]
     assert list(out.spearman) == pytest.approx([1.0] * 5) and list(out.ci_low) == pytest.approx([1.0] * 5)
     assert (out.agrees == "yes").all()
     acc = out.iloc[0]
@@ -301,16 +307,18 @@ def test_compare_with_paper_monotone_data_agrees(fast_bootstrap):
 
 def test_compare_with_paper_decreasing_and_noisy(fast_bootstrap):
     down = compare_with_paper(lr_frame(sign=-1.0), "parity", "fcn")
+    down = down.iloc[:5]  # Table S1's variables; BSI is not in this frame
     assert list(down.spearman) == pytest.approx([-1.0] * 5) and (down.agrees == "no").all()
     noisy = compare_with_paper(lr_frame(noise=0.02), "parity", "fcn")
+    noisy = noisy.iloc[:5]
     assert (noisy.spearman > 0.9).all() and (noisy.spearman < 0.999).all() and (noisy.agrees == "yes").all()
     # a cell the paper does not have: no paper columns, our numbers still computed
     other = compare_with_paper(lr_frame(model="resnet50"), "parity", "resnet50")
-    assert "paper_min" not in other and (other.agrees == "yes").all()
+    assert "paper_min" not in other and (other.agrees[:5] == "yes").all()
 
 
 def test_under_trained_runs_are_left_out_of_the_comparison(fast_bootstrap):
-    from lrbook.report import coverage_note
+    from lrbook.prose import coverage_note
 
     df = lr_frame().assign(train_acc=1.0)
     # an LR below the grid whose runs hit the epoch cap at 96% training accuracy, with the worst
@@ -321,11 +329,11 @@ def test_under_trained_runs_are_left_out_of_the_comparison(fast_bootstrap):
     near = dict(dataset="parity", model="fcn", status="max_epochs", lr=0.01, seed=3, train_acc=0.9999,
                 test_acc=0.3, prunability=0.3, act_compressibility=0.3, csi=0.3, class_separation=0.3)
     df = pd.concat([df, pd.DataFrame(under + [near])], ignore_index=True)
-    assert len(reference.scored_runs(df)) == 5 * 3 + 1  # 15 converged + the run 1 sample short
+    assert len(selection.scored_runs(df)) == 5 * 3 + 1  # 15 converged + the run 1 sample short
     out = compare_with_paper(df, "parity", "fcn")
     assert out.attrs["left_out"] == 1 + 3  # the diverged run and the three under-trained ones
     assert out.iloc[0].ours_min == pytest.approx(30.0)  # not 0: LR 0.001 is not in the comparison
-    assert list(out.spearman) == pytest.approx([1.0] * 5, abs=0.05)
+    assert list(out.spearman[:5]) == pytest.approx([1.0] * 5, abs=0.05)
     note = coverage_note(df, "cpu")
     assert "4 stopped at the epoch cap" in note and "3 of them below 99.9%, at LR 0.001: 96.0 to 96.0%" in note
 
@@ -338,7 +346,7 @@ def test_bootstrap_spearman_interval():
 
 
 def test_paper_lr_grid():
-    from lrbook.reference import paper_lr_grid
+    from lrbook.paper import paper_lr_grid
 
     g = paper_lr_grid("parity", "fcn")
     assert g == [0.01, 0.03, 0.09, 0.3, 0.75]  # geomspace(0.01, 0.75, 5) = .01 .029 .087 .25 .75
@@ -348,7 +356,7 @@ def test_paper_lr_grid():
 
 
 def test_lr_summary_table_shows_sd_only_where_there_are_seeds():
-    from lrbook.plots import format_summary, lr_summary
+    from lrbook.tables import format_summary, lr_summary
 
     df = pd.DataFrame({"lr": [0.1, 0.1, 0.4, 0.4], "seed": [0, 1, 0, 1], "status": ["converged"] * 3 + ["diverged"],
                        "epochs": [5, 7, 3, 2], "test_acc": [0.50, 0.54, 0.695, float("nan")]})

@@ -1,4 +1,4 @@
-"""Tests of lrbook.corruptions (CIFAR-10-C corruptions of Corrupted CIFAR-10)."""
+"""Tests of lrbook.data.corruptions (CIFAR-10-C corruptions of Corrupted CIFAR-10)."""
 
 import io
 import sys
@@ -8,7 +8,7 @@ import pytest
 from matplotlib.colors import rgb_to_hsv
 from PIL import Image
 
-from lrbook import corruptions as C
+from lrbook.data import corruptions as C
 from stubs import IdentityBlur
 
 NO_OPTIONAL = [n for n in C.CORRUPTIONS if n not in ("snow", "frost")]

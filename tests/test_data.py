@@ -1,4 +1,4 @@
-"""lrbook.data: the spurious-correlation datasets of REPRODUCTION_SPEC section 2."""
+"""lrbook.data: the registry and the spurious-correlation datasets of REPRODUCTION_SPEC section 2."""
 from __future__ import annotations
 
 import math
@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from lrbook.config import ConfigError, make_config
-from lrbook.data import (COLORED_MNIST_COLORS, QUADRANTS_OF_CLASS, _moon, _star, dataset_for, make_dataset,
-                         make_moon_star, make_parity, parity_regions, quadrant_class)
+from lrbook.data import dataset_for, make_dataset
+from lrbook.data.mnist import COLORED_MNIST_COLORS
+from lrbook.data.synthetic import QUADRANTS_OF_CLASS, _moon, _star, make_moon_star, make_parity, parity_regions, quadrant_class
 
 
 def within_sd(count, n, p, k=4.0):
@@ -249,7 +250,7 @@ def test_moon_star_is_deterministic_in_seed():
 @pytest.fixture(scope="module")
 def mnist(mnist_root):
     """Raw MNIST plus look-ups from image content to (index, label) per split."""
-    from lrbook.data import load_mnist
+    from lrbook.data.mnist import load_mnist
 
     xtr, ytr, xte, yte = load_mnist(str(mnist_root), download=False)
     out = {}
@@ -278,7 +279,7 @@ def _decompose_colored(img: np.ndarray, split: dict):
 
 @pytest.fixture(scope="module")
 def colored(mnist_root):
-    from lrbook.data import make_colored_mnist
+    from lrbook.data.mnist import make_colored_mnist
 
     return make_colored_mnist(n_train=600, n_test=500, bc_ratio=0.01, color_std=0.005, seed=0,
                               root=str(mnist_root), download=False)
@@ -321,7 +322,7 @@ def test_colored_mnist_bc_ratio_and_uniform_test_colours(colored):
 
 @pytest.fixture(scope="module")
 def double(mnist_root):
-    from lrbook.data import make_double_mnist
+    from lrbook.data.mnist import make_double_mnist
 
     return make_double_mnist(n_train=600, n_test=500, bc_ratio=0.01, seed=0, root=str(mnist_root),
                              download=False)
@@ -361,10 +362,10 @@ def test_double_mnist_bc_ratio_regions_and_uniform_test_bias(double):
 
 @pytest.mark.parametrize("name", ["colored_mnist", "double_mnist"])
 def test_missing_mnist_without_download_names_lrbook_data(tmp_path, name):
-    from lrbook.data import DATASETS
+    from lrbook.data import builder
 
     with pytest.raises(FileNotFoundError) as exc:
-        DATASETS[name](n_train=10, n_test=10, root=str(tmp_path), download=False)
+        builder(name)(n_train=10, n_test=10, root=str(tmp_path), download=False)
     msg = str(exc.value)
     assert "LRBOOK_DATA" in msg and str(tmp_path) in msg and "MNIST/raw" in msg
 
@@ -372,7 +373,7 @@ def test_missing_mnist_without_download_names_lrbook_data(tmp_path, name):
 @pytest.mark.mnist
 def test_recolor_swaps_shape_and_colour_exactly(colored, mnist):
     """Colored MNIST's compose_fn: strokes of the first image in the colour of the second."""
-    from lrbook.data import recolor, stroke_color
+    from lrbook.data.mnist import recolor, stroke_color
 
     x = colored.x_test[:50]
     other = x.flip(0)
@@ -402,7 +403,7 @@ def _tree(root):
 
 
 def test_mnist_files_missing_reads_torchvision_layout_and_creates_nothing(tmp_path):
-    from lrbook.data import MNIST_RAW_FILES, mnist_files_missing
+    from lrbook.data.mnist import MNIST_RAW_FILES, mnist_files_missing
 
     assert mnist_files_missing(tmp_path) == list(MNIST_RAW_FILES)
     assert mnist_files_missing(tmp_path / "absent") == list(MNIST_RAW_FILES)
@@ -439,7 +440,8 @@ def test_failed_download_removes_the_folders_it_made(tmp_path, monkeypatch):
     """torchvision makes <root>/MNIST/raw/ before it downloads; a failed download must not leave it."""
     import torchvision
 
-    from lrbook.data import DataNotFoundError, require_mnist
+    from lrbook.data import DataNotFoundError
+    from lrbook.data.mnist import require_mnist
 
     class Offline:
         def __init__(self, root, train=True, download=False):
@@ -465,7 +467,8 @@ def test_require_data_asks_only_for_what_the_datasets_read(tmp_path):
 
 @pytest.mark.mnist
 def test_require_data_passes_on_real_mnist(mnist_root):
-    from lrbook.data import require_data, require_mnist
+    from lrbook.data import require_data
+    from lrbook.data.mnist import require_mnist
 
     assert require_mnist(mnist_root, download=False) == mnist_root
     require_data(["colored_mnist", "double_mnist"], mnist_root, download=False)

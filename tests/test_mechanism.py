@@ -1,5 +1,5 @@
-"""lrbook.mechanism (paper Sec. 6): the two propositions, Fig. 12's correlation table, the BA/BC
-loss ratio, and notebook 06 against fabricated and empty stores."""
+"""Paper Sec. 6: the two propositions (lrbook.theory), Fig. 12's correlation table and the BA/BC loss
+ratio (lrbook.mechanism), and notebook 06 against fabricated and empty stores."""
 import math
 from pathlib import Path
 
@@ -8,8 +8,9 @@ import pandas as pd
 import pytest
 
 from lrbook import make_config
-from lrbook.mechanism import (ba_bc_loss_ratio, ba_bc_ratio_by_lr, ba_bc_verdict, bc_loss_share, gradient_norm_shares,
-                              max_bc_ratio_table, pick_lrs)
+from lrbook.mechanism import ba_bc_loss_ratio, ba_bc_ratio_by_lr, ba_bc_verdict, max_bc_ratio_table
+from lrbook.selection import pick_lrs
+from lrbook.theory import bc_loss_share, gradient_norm_shares
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -209,8 +210,8 @@ def test_mechanism_notebook_renders_stored_cells(tmp_path):
                         progress_bar=False, kernel_name="python3")
     text = _outputs(out)
     assert "Parity / FCN (smoke, 5 runs)" in text and "Colored MNIST / ResNet18 (smoke, 2 runs)" in text
-    assert "Fig. 13, Parity / FCN: LR 0.05 (2 seeds) vs LR 0.5 (2 seeds)" in text
-    assert "Fig. 13, Colored MNIST / ResNet18: LR 0.01 (1 seed) vs LR 0.1 (1 seed)" in text
+    assert "Fig. 13:** Parity / FCN: LR 0.05 (blue, 2 seeds) vs LR 0.5 (red, 2 seeds)" in text
+    assert "Fig. 13:** Colored MNIST / ResNet18: LR 0.01 (blue, 1 seed) vs LR 0.1 (red, 1 seed)" in text
     assert "Scale `smoke`: 5 runs, 3 LRs (0.05 to 3), 1 to 2 seeds per LR; 1 diverged." in text
     assert "No runs with neuron probes are stored" in _outputs(out)  # Fig. 18 says plainly it has no data
     assert "Colored MNIST / ResNet18: BA/BC loss ratio" in text and "Parity / FCN: BA/BC loss ratio" in text

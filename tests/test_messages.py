@@ -16,9 +16,10 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
 
-from lrbook.plots import (format_summary, lr_summary, plot_attribution_trace, plot_lr_effects,  # noqa: E402
-                          plot_pruning_curves)
-from lrbook.report import coverage_note, drop_unscored_cells, nothing_scored_note, run_table  # noqa: E402
+from lrbook.plots import plot_attribution_trace, plot_lr_effects, plot_pruning_curves  # noqa: E402
+from lrbook.prose import coverage_note, dropped_cell_note, nothing_scored_note  # noqa: E402
+from lrbook.selection import cells_with_scored_runs  # noqa: E402
+from lrbook.tables import format_summary, lr_summary, run_table  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -63,7 +64,7 @@ def test_nothing_scored_note_counts_what_is_missing():
     mixed = pd.concat([DIVERGED, UNDER_TRAINED.iloc[:1]], ignore_index=True)
     assert "1 stopped at the epoch cap (53.2% training accuracy), 2 diverged" in nothing_scored_note(mixed)
     assert nothing_scored_note(DIVERGED.iloc[0:0], "cpu") == "No stored runs at scale `cpu`."
-    # one run a single sample short of 100% counts (reference.MIN_SCORED_TRAIN_ACC): nothing to say
+    # one run a single sample short of 100% counts (selection.MIN_SCORED_TRAIN_ACC): nothing to say
     assert nothing_scored_note(runs(("parity", 0.3, 0, "max_epochs", 0.9995))) is None
     assert nothing_scored_note(pd.concat([DIVERGED, runs(("parity", 0.3, 0, "converged", 1.0))])) is None
 
@@ -76,9 +77,10 @@ def test_coverage_note_says_nothing_is_compared():
     assert "nothing to compare" not in coverage_note(runs(("parity", 0.3, 0, "converged", 1.0)), "smoke")
 
 
-def test_drop_unscored_cells_keeps_cells_with_a_trained_run():
+def test_cells_with_scored_runs_keeps_cells_with_a_trained_run():
     good = runs(("parity", 0.3, 0, "converged", 1.0))
-    kept, notes = drop_unscored_cells(pd.concat([DIVERGED, good, UNDER_TRAINED], ignore_index=True))
+    kept, dropped = cells_with_scored_runs(pd.concat([DIVERGED, good, UNDER_TRAINED], ignore_index=True))
+    notes = [dropped_cell_note(cell, cell_runs) for cell, cell_runs in dropped]
     assert list(kept.run_id) == ["parity-0.3-0"] + list(UNDER_TRAINED.run_id)  # parity has one trained run
     assert notes == ["Colored MNIST / FCN: No run at scale `smoke` reached 100% training accuracy: 2 diverged; "
                      "there is nothing to compare with the paper yet."]

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from lrbook.attribution import attribution_entropy, attribution_map, attribution_shares, region_shares
-from lrbook.data import make_parity
+from lrbook.data.synthetic import make_parity
 from lrbook.metrics import (class_separation, group_accuracies, kappa_compressibility, magnitude_prune, pq_index,
                             parameter_compressibility, predict, prunability, pruning_curve, selectivity_index,
                             sparsity, structured_prune)
@@ -315,6 +315,133 @@ def test_batch_statistics_pruning_curve_is_recorded_for_batchnorm_models_only(mo
     fcn_metrics, fcn_curves, _ = evaluate(build_model("fcn", tuple(data.x_train.shape[1:]), 2),
                                           data, make_config("moon_star", "fcn", lr=0.1, scale="smoke"))
     assert "prunability_bn_batch" not in fcn_metrics and "prune_structured_bn_batch" not in fcn_curves
+
+
+class _TwoLayerNet(nn.Module):
+    """Two prunable linears (fan-in 3 and 2) and a classifier, with hand-set weight rows."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(nn.Linear(3, 2), nn.ReLU(), nn.Linear(2, 4), nn.ReLU())
+        self.classifier = nn.Linear(4, 2)
+        with torch.no_grad():
+            self.features[0].weight.copy_(T([[4.0, -4.0, 4.0], [3.0, 3.0, -3.0]]))  # L1 12, 9: mean 10.5
+            self.features[2].weight.copy_(T([[0.1, -0.1], [0.2, 0.1], [1.0, -1.0], [6.0, 6.0]]))  # 0.2, 0.3, 2, 12: mean 3.625
+            for layer in (self.features[0], self.features[2], self.classifier):
+                layer.bias.fill_(1.0)
+
+    def forward(self, x):
+        return self.classifier(self.features(x))
+
+
+def _zeroed_rows(layer):
+    return torch.nonzero((layer.weight == 0).all(1)).flatten().tolist()
+
+
+def test_global_pruning_ranks_units_by_l1_relative_to_their_layer():
+    """Scores (L1 / the layer's mean L1): first layer 1.14 and 0.86; second layer 0.055, 0.083,
+    0.55 and 3.3. Half of the 14 prunable weights: the three lowest units all lie in the second
+    layer (6 weights; the next, 3 weights, would bring 9, farther from 7). The per-layer share
+    instead prunes 1 of 2 units in the first layer and 2 of 4 in the second."""
+    from lrbook.metrics import global_structured_prune
+
+    m = _TwoLayerNet()
+    g = global_structured_prune(m, 0.5)
+    assert _zeroed_rows(g.features[0]) == [] and _zeroed_rows(g.features[2]) == [0, 1, 2]
+    assert g.features[2].bias[[0, 1, 2]].eq(0).all() and g.features[2].bias[3] == 1.0
+    assert torch.equal(g.classifier.weight, m.classifier.weight), "the classifier is never pruned"
+    per_layer = structured_prune(m, 0.5)
+    assert _zeroed_rows(per_layer.features[0]) == [1] and _zeroed_rows(per_layer.features[2]) == [0, 1]
+    assert _zeroed_rows(global_structured_prune(m, 0.0).features[2]) == []
+    everything = global_structured_prune(m, 1.0)
+    assert _zeroed_rows(everything.features[0]) == [0, 1] and _zeroed_rows(everything.features[2]) == [0, 1, 2, 3]
+    # 0.2 of 14 = 2.8 weights: the lowest unit (2 weights) only; 0.3 = 4.2: two units (4 weights)
+    assert _zeroed_rows(global_structured_prune(m, 0.2).features[2]) == [0]
+    assert _zeroed_rows(global_structured_prune(m, 0.3).features[2]) == [0, 1]
+
+
+def test_global_pruning_ignores_the_scale_of_a_layer():
+    """Rescaling a layer (which BatchNorm, or the next ReLU layer, can undo) changes no choice."""
+    from lrbook.metrics import global_structured_prune
+
+    m, scaled = _TwoLayerNet(), _TwoLayerNet()
+    with torch.no_grad():
+        scaled.features[0].weight.mul_(1000.0)
+        scaled.features[2].weight.mul_(0.001)
+    for p in (0.2, 0.5, 0.7):
+        a, b = global_structured_prune(m, p), global_structured_prune(scaled, p)
+        assert [_zeroed_rows(a.features[i]) for i in (0, 2)] == [_zeroed_rows(b.features[i]) for i in (0, 2)], p
+
+
+def test_global_pruning_of_a_fresh_resnet18_spreads_over_its_layers():
+    """At initialisation no layer's units are weaker than another's: pruning 10% of the weights
+    takes less than half of any stage, not one stage whole. (The stem's 27-weight filters vary
+    most around their mean and lose the largest share, 25 of 64 with this seed; ranked by
+    L1 / sqrt(fan-in), all 64 would go first.)"""
+    from lrbook.metrics import global_structured_prune
+    from lrbook.models import prunable_layers
+
+    torch.manual_seed(0)
+    pruned = global_structured_prune(build_model("resnet18", (3, 28, 28), 10), 0.1)
+    share, total = {}, 0
+    for name, layer in prunable_layers(pruned):
+        dead = (layer.weight.flatten(1) == 0).all(1)
+        stage = share.setdefault(name.split(".")[0], [0, 0])
+        stage[0] += int(dead.sum())
+        stage[1] += len(dead)
+        total += int(dead.sum()) * layer.weight[0].numel()
+    assert all(k / n < 0.5 for k, n in share.values()), share
+    n_weights = sum(layer.weight.numel() for _, layer in prunable_layers(pruned))
+    assert abs(total / n_weights - 0.1) < 0.01
+
+
+def test_chance_corrected_prunability_hand_case():
+    from lrbook.metrics import chance_corrected_prunability
+
+    # ten classes, chance 0.1: kept shares of the 0.8 above chance are 1, 1/2 and 0
+    assert chance_corrected_prunability({0.1: 0.9, 0.2: 0.5, 0.3: 0.1}, 0.9, 10) == pytest.approx(0.5)
+    # the plain ratio of the same curve counts chance as kept accuracy
+    assert prunability({0.1: 0.9, 0.2: 0.5, 0.3: 0.1}, 0.9) == pytest.approx((1 + 5 / 9 + 1 / 9) / 3)
+    # a network at chance after any pruning scores 0 whatever its accuracy; the plain ratio 0.1 / acc_0
+    for acc0 in (0.5, 0.9):
+        assert chance_corrected_prunability({p: 0.1 for p in (0.3, 0.6)}, acc0, 10) == pytest.approx(0.0)
+    assert math.isnan(chance_corrected_prunability({0.5: 0.5}, 0.5, 2))  # not above chance: undefined
+
+
+def test_prunability_candidates_from_curves():
+    from lrbook.metrics import PRUNE_FRACTIONS, prunability_candidates
+
+    per_layer = [0.9, 0.9, 0.5, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1]
+    global_ = [0.9] * 9
+    out = prunability_candidates({"prune_structured": per_layer, "prune_structured_global": global_}, 0.9, 10)
+    assert set(out) == {"prunability_chance_corrected", "prunability_to_half", "prunability_global",
+                        "prunability_global_chance_corrected", "prunability_global_to_half"}
+    assert out["prunability_chance_corrected"] == pytest.approx((1 + 1 + 0.5) / 9)
+    assert out["prunability_to_half"] == pytest.approx((1 + 1 + 5 / 9 + 1 / 9 + 1 / 9) / 5)
+    assert out["prunability_global"] == out["prunability_global_chance_corrected"] == pytest.approx(1.0)
+    assert len(PRUNE_FRACTIONS) == 9
+    bn = prunability_candidates({"prune_structured_bn_batch": per_layer, "test_acc_bn_batch": 0.5}, 0.9, 10)
+    assert bn["prunability_bn_batch"] == pytest.approx(sum(a / 0.5 for a in per_layer) / 9)
+
+
+def test_evaluate_records_every_prunability_candidate_with_its_version():
+    from lrbook.config import make_config
+    from lrbook.data import make_dataset
+    from lrbook.experiment import evaluate
+    from lrbook.metrics import METRIC_VERSIONS, metric_versions
+
+    data = make_dataset("moon_star", n_train=40, n_test=60)
+    cfg = make_config("moon_star", "fcn", lr=0.1, scale="smoke")
+    torch.manual_seed(0)
+    metrics, curves, _ = evaluate(build_model("fcn", tuple(data.x_train.shape[1:]), 2, **cfg.model_params), data, cfg)
+    assert len(curves["prune_structured_global"]) == 9
+    for name in ("prunability", "prunability_global", "prunability_chance_corrected",
+                 "prunability_global_chance_corrected", "prunability_to_half", "prunability_global_to_half"):
+        assert name in metrics, name
+    versions = metric_versions(metrics)
+    assert versions["prunability_global"] == f"pruning/{METRIC_VERSIONS['pruning']}"
+    assert versions["csi"].startswith("representation/") and versions["test_acc"].startswith("accuracy/")
+    assert "max_bc_loss_ratio" not in metric_versions(["max_bc_loss_ratio"])
 
 
 # ---------------------------------------------------------------------------- attribution

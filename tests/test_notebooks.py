@@ -107,6 +107,37 @@ def test_semisynthetic_notebook_trains_a_cell_then_renders_its_figures(tmp_path,
 
 
 @pytest.mark.slow
+@pytest.mark.mnist
+def test_hyperparameters_notebook_trains_one_intervention_then_renders(tmp_path, mnist_root):
+    import papermill as pm
+
+    from lrbook import ResultStore
+
+    store_dir = tmp_path / "store"
+    out = tmp_path / "out.ipynb"
+    nb = str(ROOT / "notebooks" / "04_hyperparameters.ipynb")
+    # without runs: nothing is trained, and the page shows the paper's Table S2
+    pm.execute_notebook(nb, str(out), cwd=str(ROOT / "notebooks"), progress_bar=False, kernel_name="python3",
+                        parameters=dict(store_dir=str(store_dir)))
+    text = out.read_text()
+    assert "nothing to train" in text and "No stored runs of the interventions for Colored MNIST / ResNet18" in text
+    assert "92.203" in text  # Table S2: Colored MNIST's largest unbiased accuracy of the LR sweep
+    assert not list(store_dir.glob("runs/*.json"))
+
+    params = dict(dataset="colored_mnist", model="fcn", intervention="momentum", values=[0.5, 0.9], seeds=[0],
+                  scale="smoke", device="cpu", store_dir=str(store_dir), data_root=str(mnist_root))
+    pm.execute_notebook(nb, str(out), cwd=str(ROOT / "notebooks"), progress_bar=False, kernel_name="python3",
+                        parameters=params)
+    df = ResultStore(store_dir).to_frame()
+    assert sorted(df.momentum) == [0.5, 0.9] and set(df.lr) == {0.001} and set(df.model) == {"fcn"}
+    text = out.read_text()
+    assert "2 trained" in text and "Momentum 2" in text and "image/png" in text
+    pm.execute_notebook(nb, str(out), cwd=str(ROOT / "notebooks"), progress_bar=False, kernel_name="python3",
+                        parameters=params)
+    assert "0 trained, 2 already stored" in out.read_text()
+
+
+@pytest.mark.slow
 def test_synthetic_notebook_renders_a_store_without_trained_runs(tmp_path):
     """Only under-trained and diverged runs: the page renders and says what is missing."""
     import papermill as pm
@@ -134,6 +165,7 @@ def test_synthetic_notebook_renders_a_store_without_trained_runs(tmp_path):
     ("01_synthetic", dict(dataset="nonsense"), "unknown dataset 'nonsense'; choose from parity, moon_star (or 'all')"),
     ("02_semisynthetic", dict(model="vit"), "unknown model 'vit'; choose from fcn, cnn, resnet18"),
     ("06_mechanism", dict(scale="huge"), "unknown scale 'huge'; choose from smoke, cpu, paper"),
+    ("04_hyperparameters", dict(intervention="dropout"), "unknown intervention 'dropout'; choose one of lr, high_lr_l2"),
 ])
 def test_notebooks_reject_unknown_names_at_once(tmp_path, notebook, params, message):
     import papermill as pm

@@ -549,3 +549,11 @@ def test_sweep_cli_exits_3_and_says_which_runs_another_process_holds(tmp_store):
     assert out.returncode == 3, out.stderr
     assert "0 trained, 0 already stored, 1 running elsewhere" in out.stdout
     assert c.run_id in out.stderr and "Run the same sweep again" in out.stderr
+
+
+def test_the_frame_derives_csi_minus_bsi(tmp_store):
+    a, b = fast_cfg(lr=0.051), fast_cfg(lr=0.052)
+    tmp_store.put(fake_record(a, csi=0.5, bsi=0.2))
+    tmp_store.put(fake_record(b, csi=0.5))
+    df = tmp_store.to_frame().set_index("run_id")
+    assert np.isclose(df.loc[a.run_id, "csi_minus_bsi"], 0.3) and np.isnan(df.loc[b.run_id, "csi_minus_bsi"])

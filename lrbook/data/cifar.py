@@ -4,10 +4,10 @@
   MNIST digit (zero-padded to 32 x 32, replicated to 3 channels) on top, the CIFAR-10 image below.
   y = CIFAR class (core), b = MNIST digit class (spurious).
 * `make_corrupted_cifar10`: Corrupted CIFAR-10 "Type0" (Nam et al. 2020). b = corruption type;
-  corruption j (`lrbook.corruptions.CORRUPTIONS[j]`) is aligned with class j. The corrupted
+  corruption j (`lrbook.data.corruptions.CORRUPTIONS[j]`) is aligned with class j. The corrupted
   images are cached on disk under `<data_root>/lrbook_cache/` after the first build.
 
-Both follow `lrbook.data`'s conventions: exactly round(r * n) bias-conflicting training samples,
+Both follow `lrbook.data.base`'s conventions: exactly round(r * n) bias-conflicting training samples,
 an unbiased test set (b uniform and independent of y), everything deterministic from `seed`.
 
 CIFAR-10 is read through torchvision's `CIFAR10` (layout `<root>/cifar-10-batches-py/` with
@@ -30,9 +30,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..config import ConfigError
 from . import corruptions
-from .config import ConfigError
-from .data import SpuriousDataset, _bias_labels, _subset, _unbiased_labels, data_root, load_mnist
+from .base import SpuriousDataset, bias_labels, data_root, subset, unbiased_labels
+from .mnist import load_mnist
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
                    "dog", "frog", "horse", "ship", "truck")
@@ -130,9 +131,9 @@ def make_mnist_cifar(n_train=50000, n_test=10000, bc_ratio=0.05, seed=0, root=No
     rng = np.random.default_rng(seed)
 
     def split(xc, yc, xm, ym, n, biased):
-        idx = _subset(len(yc), n, rng)
+        idx = subset(len(yc), n, rng)
         y = yc.numpy()[idx].astype(np.int64)
-        b = _bias_labels(y, 10, bc_ratio, rng) if biased else _unbiased_labels(n, 10, rng)
+        b = bias_labels(y, 10, bc_ratio, rng) if biased else unbiased_labels(n, 10, rng)
         digit_labels = ym.numpy()
         digit = np.empty(n, dtype=np.int64)
         for c in range(10):
@@ -245,9 +246,9 @@ def _build_corrupted_cifar10(n_train, n_test, bc_ratio, severity, seed, root, do
     draws = {}
     for split, x_raw, y_raw, n, biased in (("train", x_tr, y_tr, n_train, True),
                                            ("test", x_te, y_te, n_test, False)):
-        idx = _subset(len(y_raw), n, rng)
+        idx = subset(len(y_raw), n, rng)
         y = y_raw.numpy()[idx].astype(np.int64)
-        b = _bias_labels(y, 10, bc_ratio, rng) if biased else _unbiased_labels(n, 10, rng)
+        b = bias_labels(y, 10, bc_ratio, rng) if biased else unbiased_labels(n, 10, rng)
         draws[split] = (x_raw.numpy()[idx], y, b)
     # Fail at once (before corrupting anything) when a needed corruption cannot run.
     needed = sorted({int(c) for _, _, b in draws.values() for c in np.unique(b)})

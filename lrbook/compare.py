@@ -1,0 +1,148 @@
+"""Our stored runs against the paper's claim that every Table S1 variable rises with LR (Sec. 5,
+supplement D.3): per cell, the paper's range beside ours and the Spearman correlation of LR with
+each variable, scored by its seed-bootstrap interval."""
+from __future__ import annotations
+
+import numpy as np
+
+from .paper import paper_row
+from .selection import scored_runs, select_runs
+from .stats import bootstrap_spearman, spearman
+from .vocabulary import METRIC_LABELS, S1_METRICS, SELECTIVITY_CHECKS
+
+AGREEMENT_MARKS = {"yes": "✓", "no": "✗", "unclear": "?", "n/a": "n/a"}
+
+
+def compare_with_paper(runs, dataset: str, model: str):
+    """One row per Table S1 variable: the paper's min/max, ours (min/max over per-LR means, in the
+    paper's units), Spearman(LR, metric) over runs with a seed-bootstrap 95% interval, and whether the
+    direction agrees with the paper's claim that every variable rises with LR. Then two rows beyond
+    the paper (`vocabulary.SELECTIVITY_CHECKS`): Avg. BSI (no claim: `agrees` is "n/a") and CSI − BSI,
+    whose rise would show a shift from spurious to core features rather than more selectivity of
+    every kind. Only the cell's `scored_runs` count; `attrs["left_out"]` counts the others."""
+    import pandas as pd
+
+    cell = select_runs(runs, (dataset, model), scale="all")
+    ok = scored_runs(cell)
+    ref = paper_row(dataset, model)
+    rows = []
+    variables = [(prefix, col, unit) for prefix, (col, unit) in S1_METRICS.items()]
+    variables += [(None, col, 1.0) for col in SELECTIVITY_CHECKS]
+    for prefix, col, unit in variables:
+        row = {"variable": METRIC_LABELS[col]}
+        if ref is not None and prefix is not None:
+            row.update(paper_min=ref[f"{prefix}_min"], paper_max=ref[f"{prefix}_max"])
+        if not ok.empty and col in ok and ok[col].notna().any():
+            means = ok.groupby("lr")[col].mean() * unit
+            rho = spearman(ok.lr, ok[col])
+            lo, hi = bootstrap_spearman(ok, col)
+            claim = col != "bsi"
+            row.update(ours_min=means.min(), ours_max=means.max(), spearman=rho, ci_low=lo, ci_high=hi,
+                       agrees=("yes" if lo > 0 else "no" if hi < 0 else "unclear")
+                       if np.isfinite(rho) and claim else "n/a")
+        rows.append(row)
+    out = pd.DataFrame(rows)
+    out.attrs["left_out"] = len(cell) - len(ok)
+    if ref is not None:
+        out.attrs["paper_lr_range"] = (ref.lr_min, ref.lr_max)
+    return out
+
+
+def scorecard(store=None, runs=None):
+    """Table S1 against ours for every stored (dataset, model, scale) cell: one row per variable with
+    the paper's range, ours, Spearman(LR, variable) with its seed-bootstrap interval and agreement;
+    `left_out` counts the cell's diverged and under-trained runs, which the comparison does not use.
+    `runs`: a store frame to score instead of the store's."""
+    import pandas as pd
+
+    if runs is None:
+        from .store import ResultStore
+
+        runs = (ResultStore() if store is None else store).to_frame()
+    runs = select_runs(runs, scale="all")
+    if runs.empty:
+        return pd.DataFrame()
+    parts = []
+    for (d, m, s), sub in runs.groupby(["dataset", "model", "scale"]):
+        t = compare_with_paper(sub, d, m)
+        t.insert(0, "scale", s)
+        t.insert(0, "model", m)
+        t.insert(0, "dataset", d)
+        t["runs"], t["lrs"], t["seeds"] = len(sub), sub.lr.nunique(), sub.seed.nunique()
+        t["left_out"] = t.attrs["left_out"]
+        parts.append(t)
+    return pd.concat(parts, ignore_index=True)
+
+
+def trend_summary(card):
+    """One row per scorecard cell and scale (Sec. 5's "does each LR effect go the paper's way?"): runs
+    and LRs used, and per variable the Spearman correlation marked ✓ (interval above 0), ✗ (below) or ?
+    (includes 0)."""
+    import pandas as pd
+
+    from .vocabulary import cell_title
+
+    rows = []
+    for (d, m, s), t in (card.groupby(["dataset", "model", "scale"], sort=False) if len(card) else ()):
+        row = {"cell": cell_title(d, m), "scale": s, "runs used": int(t.runs.iloc[0] - t.left_out.iloc[0])}
+        for v, a, r in zip(t.variable, t.get("agrees", ["n/a"] * len(t)), t.get("spearman", [np.nan] * len(t))):
+            a = a if isinstance(a, str) else "n/a"
+            row[v] = f"{AGREEMENT_MARKS[a]} {r:+.2f}" if a != "n/a" else "n/a"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def compare_interventions(runs, dataset: str, model: str):
+    """Table S2 beside ours for one cell at one scale (Sec. 5, Fig. 6): per intervention and per
+    variable (unbiased accuracy, prunability, CSI) the paper's hyperparameter and value ranges, ours
+    (min/max over per-value means), and Spearman(hyperparameter, variable) over runs with its
+    seed-bootstrap 95% interval; `rises` says whether the interval lies above 0. The LR sweep counts
+    its `scored_runs`; the other interventions leave out diverged and under-trained runs."""
+    import pandas as pd
+
+    from .interventions import intervention_runs
+    from .paper import table_s2_row
+    from .selection import under_trained
+    from .vocabulary import INTERVENTION_METRICS, INTERVENTIONS
+
+    prefixes = {"test_acc": ("test_acc", 100.0), "prunability": ("prunability", 1.0), "csi": ("avg_csi", 1.0)}
+    rows = []
+    for name, label in INTERVENTIONS.items():
+        sub = intervention_runs(runs, dataset, model, name)
+        ok = scored_runs(sub) if name == "lr" else sub[(sub.status != "diverged") & ~under_trained(sub)]
+        ref = table_s2_row(dataset, name)
+        for metric in INTERVENTION_METRICS:
+            prefix, unit = prefixes[metric]
+            row = {"intervention": label, "variable": METRIC_LABELS[metric], "runs": len(ok), "values": ok.hp.nunique()}
+            if ref is not None:
+                row.update(paper_hp_min=ref.hp_min, paper_hp_max=ref.hp_max, paper_min=ref[f"{prefix}_min"],
+                           paper_max=ref[f"{prefix}_max"])
+            if len(ok) and metric in ok and ok[metric].notna().any():
+                means = ok.groupby("hp")[metric].mean() * unit
+                rho = spearman(ok.hp, ok[metric])
+                lo, hi = bootstrap_spearman(ok, metric, by="hp")
+                row.update(hp_min=ok.hp.min(), hp_max=ok.hp.max(), ours_min=means.min(), ours_max=means.max(),
+                           spearman=rho, ci_low=lo, ci_high=hi,
+                           rises=("yes" if lo > 0 else "no" if hi < 0 else "unclear") if np.isfinite(rho) else "n/a")
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def lr_most_consistent(card) -> dict:
+    """The paper's claim for one cell's `compare_interventions` table (Sec. 5: "High LRs consistently
+    facilitate a combination of OOD generalization, network compressibility, and core feature
+    utilization, either on par with or surpassing other interventions"): per intervention, how many of
+    the three variables rise with its hyperparameter (interval above 0); the claim holds ("yes") when
+    no other single intervention raises more of them than LR, fails ("no") when one does, and is
+    "unclear" without LR and at least one other intervention measured. High LR + L2 is a combination
+    with LR, not a rival, and is left out."""
+    from .vocabulary import INTERVENTIONS
+
+    measured = card[card.spearman.notna()] if "spearman" in card else card.iloc[0:0]
+    consistent = {label: int((g.rises == "yes").sum()) for label, g in measured.groupby("intervention", sort=False)}
+    lr_label, combined = INTERVENTIONS["lr"], INTERVENTIONS["high_lr_l2"]
+    rivals = {k: v for k, v in consistent.items() if k not in (lr_label, combined)}
+    if lr_label not in consistent or not rivals:
+        return {"agrees": "unclear", "consistent": consistent, "better": []}
+    better = [k for k, v in rivals.items() if v > consistent[lr_label]]
+    return {"agrees": "no" if better else "yes", "consistent": consistent, "better": better}

@@ -1,0 +1,90 @@
+"""The project's names, in one place: datasets (by family), models, scales, display names, the
+paper's cells (the rows of Table S1) and LR grids. Configuration, the dataset registry, the pages
+and the status page all read them from here; adding a dataset starts with a line below."""
+from __future__ import annotations
+
+# Dataset name -> family. The family names the module of `lrbook.data` that builds it.
+DATASET_FAMILIES = {
+    "parity": "synthetic", "moon_star": "synthetic",  # paper Sec. 4.1
+    "colored_mnist": "mnist", "double_mnist": "mnist",  # Sec. 4.1, semi-synthetic
+    "mnist_cifar": "cifar", "corrupted_cifar10": "cifar",  # Sec. 4.1, semi-synthetic, need CIFAR-10
+}
+DATASETS = tuple(DATASET_FAMILIES)
+SYNTHETIC = ("parity", "moon_star")  # page 01
+SEMI_SYNTHETIC = ("colored_mnist", "double_mnist", "mnist_cifar", "corrupted_cifar10")  # page 02
+MNIST_BASED = ("colored_mnist", "double_mnist", "mnist_cifar")  # read MNIST
+CIFAR_BASED = ("mnist_cifar", "corrupted_cifar10")  # read CIFAR-10
+
+MODELS = ("fcn", "cnn", "resnet18", "resnet50", "wide_resnet101_2")  # Sec. 4.2: the five architectures
+SCALES = ("smoke", "cpu", "paper")
+
+DATASET_NAMES = {"parity": "Parity", "moon_star": "Moon-Star", "colored_mnist": "Colored MNIST",
+                 "double_mnist": "Double MNIST", "mnist_cifar": "MNIST-CIFAR", "corrupted_cifar10": "Cor. CIFAR-10",
+                 "celeba": "CelebA", "waterbirds": "Waterbirds"}
+MODEL_NAMES = {"fcn": "FCN", "cnn": "CNN", "resnet18": "ResNet18", "resnet50": "ResNet50",
+               "wide_resnet101_2": "Wide ResNet101-2", "swin_t": "Swin Transformer"}
+METRIC_LABELS = {"test_acc": "Unbiased test acc.", "prunability": "Prunability",
+                 "act_compressibility": "Act. compressibility", "csi": "Avg. CSI",
+                 "class_separation": "Class separation", "test_worst_group_acc": "Worst-group acc.",
+                 "act_sparsity": "Act. sparsity", "bsi": "Avg. BSI", "test_bc_acc": "BC test acc.",
+                 "test_ba_acc": "BA test acc.", "max_bc_loss_ratio": "Max BC loss ratio",
+                 "param_compressibility": "Param. compressibility", "prunability_magnitude": "Prunability (magnitude)",
+                 "act_pq_index": "Act. PQ-index", "prunability_bn_batch": "Prunability (BN batch stats)",
+                 "csi_minus_bsi": "CSI − BSI"}
+
+# The paper's (dataset, model) cells: the rows of Table S1 (supplement D.3).
+SYNTHETIC_CELLS = tuple((d, "fcn") for d in SYNTHETIC)
+SEMI_SYNTHETIC_CELLS = tuple((d, m) for d in SEMI_SYNTHETIC for m in MODELS)
+PAPER_CELLS = SYNTHETIC_CELLS + SEMI_SYNTHETIC_CELLS
+
+# LR grids. The synthetic page trains these five (they span Table S1's 0.01 to 0.75 for both
+# tasks); the semi-synthetic cells take five LRs spanning their Table S1 range (`paper.paper_lr_grid`).
+SYNTHETIC_LRS = (0.01, 0.03, 0.1, 0.3, 0.75)
+
+# Sec. 5 (Fig. 6, 9, 20; Table S2): LR and the interventions it is compared with, named as in Table S2,
+# and what each one's axis shows (`lrbook.interventions` maps them to run configs).
+INTERVENTIONS = {"lr": "Learning Rate", "high_lr_l2": "High LR + L2 Reg.", "batch_size": "Batch Size",
+                 "momentum": "Momentum", "l1": "L1 Regularization", "l2": "L2 Regularization",
+                 "focal_loss": "(Focal Loss)", "asam": "(ASAM)"}
+HYPERPARAMETER_LABELS = {"lr": "learning rate", "high_lr_l2": "L2 coefficient (weight decay), high LR",
+                         "batch_size": "1 / batch size", "momentum": "momentum", "l1": "L1 coefficient",
+                         "l2": "L2 coefficient (weight decay)", "focal_loss": "focal loss gamma", "asam": "ASAM rho"}
+INTERVENTION_METRICS = ("test_acc", "prunability", "csi")  # Table S2's variables
+INTERVENTION_CELL = ("colored_mnist", "resnet18")  # Fig. 6; Fig. 20 shows the other cells with runs
+
+# Figures that show chosen cells rather than every cell.
+MECHANISM_CELLS = (("parity", "fcn"),) + tuple((d, m) for d in ("colored_mnist", "double_mnist")
+                                             for m in ("fcn", "cnn", "resnet18"))  # Fig. 12, 13 on the status page
+FIG13_CELLS = (("colored_mnist", "resnet18"), ("colored_mnist", "fcn"), ("parity", "fcn"))  # Sec. 6
+FIG8_DATASETS = ("double_mnist", "mnist_cifar")  # core and spurious features in separate regions
+BA_BC_DATASETS = ("colored_mnist", "double_mnist")  # the supplement reports the BA/BC loss ratio for these
+
+# Table S1 column prefix -> our metric column, and the factor that brings ours to the paper's unit.
+S1_METRICS = {"test_acc": ("test_acc", 100.0), "prunability": ("prunability", 1.0),
+              "act_comp": ("act_compressibility", 1.0), "avg_csi": ("csi", 1.0),
+              "class_sep": ("class_separation", 1.0)}
+LR_EFFECT_METRICS = ("test_acc", "prunability", "act_compressibility")  # Fig. 3, 4, 15, 16
+REPRESENTATION_METRICS = ("csi", "class_separation")  # Fig. 5
+# Beyond the paper: CSI alone is confounded when the bias-selectivity index rises with it, so Fig. 5
+# and the scorecard show BSI and CSI - BSI beside it (a shift from spurious to core features raises
+# CSI - BSI). `store.records_to_frame` derives `csi_minus_bsi`.
+SELECTIVITY_CHECKS = ("bsi", "csi_minus_bsi")
+
+
+def dataset_name(dataset: str) -> str:
+    return DATASET_NAMES.get(dataset, dataset)
+
+
+def model_name(model: str) -> str:
+    return MODEL_NAMES.get(model, model)
+
+
+def cell_title(dataset: str, model: str) -> str:
+    """'Colored MNIST / ResNet18'."""
+    return f"{dataset_name(dataset)} / {model_name(model)}"
+
+
+def cell_order(cell: tuple[str, str]) -> tuple[int, int]:
+    """Sort key: the order of `DATASETS` then `MODELS` (unknown names last)."""
+    d, m = cell
+    return (DATASETS.index(d) if d in DATASETS else len(DATASETS), MODELS.index(m) if m in MODELS else len(MODELS))

@@ -1,0 +1,116 @@
+"""The one selection rule (lrbook.selection), the figure functions of the section pages
+(lrbook.figures) and their generated captions (lrbook.prose), on small stores built here."""
+from __future__ import annotations
+
+import matplotlib
+import pandas as pd
+import pytest
+
+matplotlib.use("Agg")
+
+from lrbook import ResultStore, make_config  # noqa: E402
+from lrbook import figures, prose  # noqa: E402
+from lrbook.selection import best_scale, select_runs  # noqa: E402
+
+
+def put(store, dataset, model, lr, seed, scale="smoke", status="converged", train_acc=1.0, **metrics):
+    cfg = make_config(dataset, model, lr=lr, seed=seed, scale=scale)
+    metrics = {"test_acc": 0.5 + lr, "prunability": lr, "act_compressibility": 2 * lr, "train_acc": train_acc,
+               **metrics}
+    store.put({"run_id": cfg.run_id, "config": cfg.to_dict(), "status": status, "epochs": 3, "steps": 30,
+               "metrics": metrics, "curves": {"prune_fractions": [0.5], "prune_structured": [0.4],
+                                              "prune_magnitude": [0.45]}})
+    return cfg.run_id
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = ResultStore(tmp_path / "store")
+    for lr in (0.01, 0.1, 0.3):  # parity: 3 LRs x 2 seeds at smoke, one under-trained run
+        for seed in (0, 1):
+            put(s, "parity", "fcn", lr, seed)
+    put(s, "parity", "fcn", 0.5, 0, status="max_epochs", train_acc=0.6)
+    for lr in (0.01, 0.1, 0.2, 0.3, 0.5):  # colored_mnist/fcn: complete at cpu (5 LRs x 3 seeds), 1 run at paper
+        for seed in (0, 1, 2):
+            put(s, "colored_mnist", "fcn", lr, seed, scale="cpu")
+    put(s, "colored_mnist", "fcn", 0.1, 0, scale="paper")
+    put(s, "double_mnist", "cnn", 0.1, 0, status="diverged")
+    return s
+
+
+def test_select_runs_is_the_one_rule(store):
+    runs = store.to_frame()
+    # every cell at its best scale: the complete cpu sweep beats one paper run
+    best = select_runs(runs)
+    assert best.groupby(["dataset", "model"]).scale.unique().map(list).to_dict() == {
+        ("colored_mnist", "fcn"): ["cpu"], ("double_mnist", "cnn"): ["smoke"], ("parity", "fcn"): ["smoke"]}
+    assert list(dict.fromkeys(best.dataset)) == ["parity", "colored_mnist", "double_mnist"]  # vocabulary order
+    assert len(select_runs(runs, ("colored_mnist", "fcn"), scale="all")) == 16
+    assert len(select_runs(runs, ("colored_mnist", "fcn"), scale="paper")) == 1
+    # scored: the under-trained parity run and the diverged run are left out
+    assert len(select_runs(runs, ("parity", "fcn"), scored=True)) == 6
+    assert select_runs(runs, ("double_mnist", "cnn"), scored=True).empty
+    assert best_scale(select_runs(runs, ("colored_mnist", "fcn"), scale="all")) == "cpu"
+
+
+def test_figure_caption_names_scale_runs_and_seeds(store):
+    runs = select_runs(store.to_frame(), ("parity", "fcn"))
+    assert prose.figure_caption("Fig. 3", "Parity / FCN: LR effects.", runs) == (
+        "**Fig. 3:** Parity / FCN: LR effects. *Scale smoke, 7 runs, 4 LRs (0.01 to 0.5), seeds 0, 1; "
+        "1 diverged or under-trained, left out.*")
+    assert prose.figure_caption("Prop. 1", "computed") == "**Prop. 1:** computed."
+
+
+def test_synthetic_cell_returns_its_runs_tables_and_caption(store):
+    fig = figures.synthetic_cell(store, "parity", "smoke", "Fig. 3")
+    assert len(fig.runs) == 7 and fig.caption.startswith("**Fig. 3:** Parity / FCN")
+    assert fig.notes[0].startswith("Scale `smoke`: 7 runs, 4 LRs (0.01 to 0.5)")
+    summary = fig.tables["Per LR, mean ± sd over seeds"]
+    assert list(summary.LR) == ["0.01", "0.1", "0.3", "0.5"] and list(summary.runs) == [2, 2, 2, 1]
+    assert summary["Unbiased test acc."].iloc[1] == "60.0 ± 0.0"  # (0.5 + 0.1) in %
+    s1 = fig.tables["Against Table S1"].set_index("variable")
+    assert s1.loc["Prunability", "ours"] == "0.01 to 0.3"  # the under-trained LR 0.5 does not count
+    assert s1.loc["Prunability", "Spearman [95% interval]"].startswith("+1.00 [")
+    assert fig.data["low"]["config"]["lr"] == 0.01 and fig.data["high"]["config"]["lr"] == 0.3
+    plotted = fig.plot(fig.data)
+    assert len(plotted.axes) == 4
+
+
+def test_synthetic_cell_without_runs_gives_the_paper_range(tmp_path):
+    fig = figures.synthetic_cell(ResultStore(tmp_path / "empty"), "moon_star", "smoke", "Fig. 15")
+    assert fig.plot is None and "No stored runs for Moon-Star / FCN" in fig.notes[0]
+    assert "LR range" in list(fig.tables["Table S1 (the paper's values)"].variable)
+
+
+def test_lr_effect_panels_and_cells_without_runs(store):
+    runs = select_runs(store.to_frame())
+    cells = [("colored_mnist", "fcn"), ("colored_mnist", "cnn"), ("double_mnist", "cnn")]
+    fig = figures.lr_effect_panels(runs, cells, ("test_acc",), "Fig. 4", "accuracy against LR")
+    assert fig.data["cells"] == [("colored_mnist", "fcn"), ("double_mnist", "cnn")]
+    assert "*Scale cpu, smoke, 16 runs" in fig.caption and "1 diverged or under-trained, left out" in fig.caption
+    assert len(fig.plot(fig.data).axes) == 2
+    missing = figures.cells_without_runs(cells, runs)
+    assert missing.to_dict("records") == [{"cell": "Colored MNIST / CNN", "paper LR range": "0.01 to 0.35",
+                                          "paper acc. range (%)": "88.2 to 91.5", "why no runs": "not trained yet"}]
+
+
+def test_pruning_curves_and_ba_bc_on_a_small_store(store):
+    runs = select_runs(store.to_frame())
+    fig = figures.pruning_curves(store, runs, ("colored_mnist", "fcn"))
+    assert fig.caption.startswith("**Fig. 21, 22:** Colored MNIST / FCN") and len(fig.data["records"]) == 15
+    assert not fig.data["bn_batch"] and not fig.tables
+    table, text = figures.ba_bc_comparison(store, select_runs(runs, ("parity", "fcn")))
+    assert list(table.cell) == ["Parity / FCN"] and (table["low LR"][0], table["high LR"][0]) == (0.01, 0.3)
+    assert "fewer than two LRs with a BA/BC loss ratio" in text  # the fake runs have no loss curves
+
+
+def test_mechanism_runs_drops_cells_without_scored_runs(store):
+    runs, notes = figures.mechanism_runs(store, ["parity", "double_mnist"])
+    assert set(runs.dataset) == {"parity"}
+    assert notes == ["Double MNIST / CNN: No run at scale `smoke` reached 100% training accuracy: 1 diverged; "
+                     "there is nothing to compare with the paper yet."]
+
+
+def test_prop1_table_hand_computed():
+    t = figures.prop1_table(scales=(0,), bc_fractions=(0.05,))
+    assert t.to_dict("records") == [{"BC fraction": "5%", "s = 0": 0.05}]

@@ -1,0 +1,281 @@
+"""Sec. 5's interventions (lrbook.objective, lrbook.interventions): focal loss, the L1 penalty and ASAM against their
+papers' definitions on hand-computed cases; their config fields, what they reject, and how runs map
+to interventions and back."""
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+import torch
+import torch.nn.functional as F
+
+from lrbook.config import ConfigError, make_config
+from lrbook.interventions import (fixed_lrs, hyperparameter_grid, intervention_config, intervention_runs,
+                                  plain_runs)
+from lrbook.objective import ASAM, focal_loss, l1_penalty
+from lrbook.vocabulary import INTERVENTIONS
+
+
+def test_focal_loss_matches_lin_et_al_on_a_hand_computed_case():
+    # sample 1: equal logits, p_t = 1/3; sample 2: logit ln 4 on the true class, p_t = 4 / 6 = 2/3
+    logits = torch.tensor([[0.0, 0.0, 0.0], [math.log(4.0), 0.0, 0.0]])
+    targets = torch.tensor([0, 0])
+    # FL = -(1 - p_t)^2 log p_t: (2/3)^2 ln 3 = 0.488272, (1/3)^2 ln 1.5 = 0.045052
+    expected = torch.tensor([4 / 9 * math.log(3.0), 1 / 9 * math.log(1.5)])
+    assert torch.allclose(focal_loss(logits, targets, gamma=2.0), expected, atol=1e-6)
+    assert focal_loss(logits, targets, gamma=2.0).mean().item() == pytest.approx(0.266662, abs=1e-6)
+
+
+def test_focal_loss_with_gamma_zero_is_cross_entropy_and_gamma_shrinks_easy_samples():
+    logits = torch.randn(64, 10, generator=torch.Generator().manual_seed(0)) * 4
+    targets = torch.randint(0, 10, (64,), generator=torch.Generator().manual_seed(1))
+    ce = F.cross_entropy(logits, targets, reduction="none")
+    assert torch.equal(focal_loss(logits, targets, gamma=0.0), ce)
+    ratio = focal_loss(logits, targets, gamma=2.0) / ce
+    p_t = torch.exp(-ce)
+    assert torch.allclose(ratio, (1 - p_t) ** 2, atol=1e-5)  # easy samples (p_t near 1) count least
+
+
+def test_focal_loss_gradient_stays_finite_for_small_gamma_on_a_fitted_sample():
+    # Table S2 starts at gamma = 0.001; a confidently right sample has cross-entropy 0 in float32
+    logits = torch.tensor([[200.0, 0.0, 0.0]], requires_grad=True)
+    focal_loss(logits, torch.tensor([0]), gamma=0.001).sum().backward()
+    assert torch.isfinite(logits.grad).all()
+
+
+def test_l1_penalty_is_the_sum_of_absolute_parameters():
+    params = [torch.tensor([1.0, -2.0]), torch.tensor([[0.5, -0.25]])]
+    assert l1_penalty(params).item() == pytest.approx(3.75)
+
+
+def test_asam_perturbation_matches_kwon_et_al_on_a_quadratic():
+    # L(w) = (2 w1^2 + w2^2) / 2 at w = (1, -2): grad = (2, -2)
+    w = torch.tensor([1.0, -2.0], requires_grad=True)
+    (0.5 * (2 * w[0] ** 2 + w[1] ** 2)).backward()
+    rho, eta = 0.5, 0.01
+    asam = ASAM([w], rho=rho, eta=eta)
+    asam.perturb()
+    # eps = rho T^2 g / ||T g||, T = |w| + eta = (1.01, 2.01)
+    t, g = (1.01, 2.01), (2.0, -2.0)
+    norm = math.hypot(t[0] * g[0], t[1] * g[1])
+    eps = [rho * t[i] ** 2 * g[i] / norm for i in range(2)]  # (0.226740, -0.898004)
+    assert eps == pytest.approx([0.226740, -0.898004], abs=1e-6)
+    assert w.detach().tolist() == pytest.approx([1.0 + eps[0], -2.0 + eps[1]], abs=1e-6)
+    asam.restore()
+    assert w.detach().tolist() == [1.0, -2.0]
+
+
+def test_asam_step_descends_with_the_gradient_at_the_perturbed_point():
+    w = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+    opt = torch.optim.SGD([w], lr=0.1)
+    asam = ASAM([w], rho=0.5)
+
+    def loss():
+        return 0.5 * (2 * w[0] ** 2 + w[1] ** 2)
+
+    loss().backward()
+    asam.perturb()
+    perturbed = w.detach().clone()
+    opt.zero_grad()
+    loss().backward()
+    asam.restore()
+    opt.step()
+    expected = torch.tensor([1.0, -2.0]) - 0.1 * torch.tensor([2.0, 1.0]) * perturbed
+    assert torch.allclose(w.detach(), expected)
+
+
+# ------------------------------------------------------------------------------------------ configs
+
+
+def test_new_fields_leave_every_default_run_id_unchanged():
+    cfg = make_config("colored_mnist", "fcn", lr=0.001, scale="smoke")
+    assert cfg.to_dict()["l1_penalty"] == 0.0 and cfg.loss == "cross_entropy" and cfg.asam_rho == 0.0
+    import dataclasses
+    import hashlib
+    import json
+
+    # the id as computed before the fields existed: hash of the non-default fields of the old set
+    old_fields = {f.name for f in dataclasses.fields(cfg)} - {"l1_penalty", "loss", "focal_gamma", "asam_rho", "asam_eta"}
+    defaults = {f.name: f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+                for f in dataclasses.fields(cfg)}
+    content = {k: v for k, v in cfg.to_dict().items() if k in old_fields and (k not in defaults or v != defaults[k])}
+    blob = json.dumps(content, sort_keys=True, separators=(",", ":"))
+    assert cfg.run_id == hashlib.sha256(blob.encode()).hexdigest()[:16]
+    assert intervention_config("colored_mnist", "fcn", "l1", 1e-4, scale="smoke").run_id != cfg.run_id
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    (dict(optimizer="adam"), ["unknown optimizer 'adam'", "sgd", "asam"]),
+    (dict(loss="hinge"), ["unknown loss 'hinge'", "cross_entropy", "focal"]),
+    (dict(loss="focal", focal_gamma=-1.0), ["focal_gamma must be >= 0"]),
+    (dict(optimizer="asam", asam_rho=-0.1), ["asam_rho must be >= 0"]),
+    (dict(optimizer="asam"), ["asam_rho > 0", "optimizer='sgd'"]),
+    (dict(asam_rho=0.5), ["no effect", "optimizer='asam'"]),
+    (dict(focal_gamma=2.0), ["no effect", "loss='focal'"]),
+    (dict(momentum=1.0), ["momentum must be in [0, 1)"]),
+    (dict(momentum=-0.1), ["momentum must be in [0, 1)"]),
+    (dict(batch_size=0), ["batch_size"]),
+    (dict(batch_size=2.5), ["batch_size must be a whole number"]),
+    (dict(l1_penalty=-1e-4), ["l1_penalty must be >= 0"]),
+    (dict(weight_decay=-1e-4), ["weight_decay must be >= 0"]),
+    (dict(l1_penalty=float("nan")), ["l1_penalty must be a finite number"]),
+    (dict(optimizer="asam", asam_rho=0.5, compile=True, compile_mode="reduce-overhead"),
+     ["CUDA graphs", "compile_mode='default'"]),
+])
+def test_bad_intervention_settings_fail_at_once_saying_what_to_do(kwargs, words):
+    with pytest.raises(ConfigError) as exc:
+        make_config("colored_mnist", "fcn", lr=0.001, scale="smoke", **kwargs)
+    for w in words:
+        assert w in str(exc.value), (w, str(exc.value))
+
+
+def test_unknown_intervention_fails_naming_the_known_ones():
+    with pytest.raises(ConfigError, match="unknown intervention 'dropout'; choose one of lr, high_lr_l2"):
+        intervention_config("colored_mnist", "fcn", "dropout", 0.1)
+
+
+def test_grids_span_table_s2_and_batch_size_is_one_over_b():
+    assert hyperparameter_grid("momentum", "colored_mnist") == [0.1, 0.71, 0.91, 0.97, 0.99]
+    bs = hyperparameter_grid("batch_size", "colored_mnist")
+    assert [round(1 / v) for v in bs] == [100, 42, 17, 7, 3]
+    assert hyperparameter_grid("l1", "double_mnist")[0] == 1e-6  # Double MNIST's own L1 range
+    assert hyperparameter_grid("asam", "colored_mnist", n=4) == [0.01, 0.1, 1.0, 10.0]
+
+
+def test_interventions_run_at_the_low_lr_and_high_lr_l2_at_the_high_one():
+    assert fixed_lrs("colored_mnist", "resnet18") == (0.001, 0.15)  # Table S2's LR row
+    assert fixed_lrs("colored_mnist", "fcn") == (0.001, 0.5)  # Table S1's FCN row
+    cases = {"momentum": dict(lr=0.001, momentum=0.1), "batch_size": dict(lr=0.001, batch_size=10),
+             "l1": dict(lr=0.001, l1_penalty=0.1), "l2": dict(lr=0.001, weight_decay=0.1),
+             "high_lr_l2": dict(lr=0.15, weight_decay=0.1), "focal_loss": dict(lr=0.001, loss="focal", focal_gamma=0.1),
+             "asam": dict(lr=0.001, optimizer="asam", asam_rho=0.1), "lr": dict(lr=0.1)}
+    for name, fields in cases.items():
+        cfg = intervention_config("colored_mnist", "resnet18", name, 0.1, scale="smoke")
+        assert {k: getattr(cfg, k) for k in fields} == fields, name
+
+
+def test_each_run_belongs_to_its_own_intervention():
+    rows = []
+    for name in INTERVENTIONS:
+        for value in hyperparameter_grid(name, "colored_mnist", n=3):
+            cfg = intervention_config("colored_mnist", "resnet18", name, value, scale="smoke")
+            rows.append({**{k: v for k, v in cfg.to_dict().items() if not isinstance(v, dict)},
+                         "run_id": cfg.run_id, "tag": name})
+    old = make_config("colored_mnist", "resnet18", lr=0.02, scale="smoke").to_dict()
+    for key in ("l1_penalty", "loss", "focal_gamma", "asam_rho", "asam_eta"):  # a record stored before the fields
+        old.pop(key)
+    rows.append({**{k: v for k, v in old.items() if not isinstance(v, dict)}, "run_id": "old", "tag": "lr"})
+    runs = pd.DataFrame(rows).drop_duplicates("run_id")
+    for name in INTERVENTIONS:
+        got = intervention_runs(runs, "colored_mnist", "resnet18", name)
+        want = set(runs[runs.tag == name].run_id)
+        if name == "batch_size":  # batch 100 at the low LR is also the LR sweep's first run
+            want.add(runs[(runs.tag == "lr") & (runs.lr == 0.001)].run_id.iloc[0])
+        assert set(got.run_id) == want, name
+        if name != "lr":
+            assert sorted(got.hp) == pytest.approx(sorted(hyperparameter_grid(name, "colored_mnist", n=3))), name
+    assert set(plain_runs(runs).run_id) == set(runs[runs.tag == "lr"].run_id)
+
+
+# ------------------------------------------------------------------------------ pages (Fig. 6, 9, Table S2)
+
+
+def _put(store, cfg, acc, prun, csi, status="converged"):
+    epochs = {"loss": [1.0, 0.1], "train_acc": [0.9, 1.0], "bc_loss_ratio_mean": [0.1, 0.3],
+              "bc_loss_ratio_max": [0.2, 0.5 + acc], "ba_loss": [0.5, 0.01], "bc_loss": [3.0, 0.5], "logit_norm": [1, 5]}
+    store.put({"run_id": cfg.run_id, "config": cfg.to_dict(), "status": status, "epochs": 2, "steps": 20,
+               "metrics": {"test_acc": acc, "prunability": prun, "csi": csi, "train_acc": 1.0, "max_bc_loss_ratio": 0.6},
+               "curves": {"per_epoch": epochs, "prune_fractions": [0.5], "prune_structured": [0.4],
+                          "prune_magnitude": [0.4]}})
+
+
+@pytest.fixture
+def store(tmp_path):
+    from lrbook import ResultStore
+
+    s = ResultStore(tmp_path / "store")
+    cell = ("colored_mnist", "resnet18")
+    for i, lr in enumerate((0.001, 0.01, 0.15)):  # LR raises all three variables
+        for seed in (0, 1):
+            _put(s, make_config(*cell, lr=lr, seed=seed, scale="smoke"), 0.6 + 0.1 * i + 0.01 * seed, 0.3 + 0.1 * i, 0.4 + 0.1 * i)
+    for i, m in enumerate((0.1, 0.9, 0.99)):  # momentum raises accuracy only; prunability falls
+        for seed in (0, 1):
+            cfg = intervention_config(*cell, "momentum", m, seed=seed, scale="smoke")
+            _put(s, cfg, 0.6 + 0.1 * i + 0.01 * seed, 0.5 - 0.1 * i, 0.4 + 0.001 * seed * (-1) ** i)
+    _put(s, intervention_config(*cell, "asam", 1.0, scale="smoke"), 0.1, 0.1, 0.1, status="diverged")
+    return s
+
+
+def test_lr_pages_leave_the_interventions_out(store):
+    from lrbook.selection import select_runs
+
+    runs = select_runs(store.to_frame(), ("colored_mnist", "resnet18"))
+    assert len(runs) == 6 and set(runs.momentum) == {0.0}
+
+
+def test_fig6_table_s2_beside_ours_and_the_verdict(store):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from lrbook import figures
+    from lrbook.compare import compare_interventions, lr_most_consistent
+
+    card = compare_interventions(store.to_frame()[lambda f: f.scale == "smoke"], "colored_mnist", "resnet18")
+    lr = card[card.intervention == "Learning Rate"].set_index("variable")
+    assert list(lr.rises) == ["yes", "yes", "yes"] and lr.spearman.iloc[1] == pytest.approx(1.0)
+    assert lr.paper_hp_max.iloc[0] == 0.15 and lr.paper_max.iloc[0] == 92.203  # Table S2, in the paper's units
+    mom = card[card.intervention == "Momentum"].set_index("variable")
+    assert mom.loc["Unbiased test acc.", "rises"] == "yes" and mom.loc["Prunability", "rises"] == "no"
+    assert mom.loc["Unbiased test acc.", "ours_max"] == pytest.approx(80.5)
+    assert card[card.intervention == "(ASAM)"].runs.tolist() == [0, 0, 0]  # the diverged run is left out
+    verdict = lr_most_consistent(card)
+    assert verdict == {"agrees": "yes", "consistent": {"Learning Rate": 3, "Momentum": 1}, "better": []}
+
+    fig = figures.intervention_panels(store.to_frame(), ("colored_mnist", "resnet18"))
+    assert "LR 0.001 for every intervention, LR 0.15 for High LR + L2" in fig.caption
+    assert "Scale smoke, 13 runs (Learning Rate 6, Batch Size 2, Momentum 6, (ASAM) 1), seeds 0, 1; 1 diverged" in fig.caption
+    assert "**agrees**" in fig.notes[0]
+    table = next(iter(fig.tables.values()))
+    assert table[table.intervention == "Momentum"]["paper hyperparameter"].iloc[0] == "0.1 to 0.99"
+    fig.plot(fig.data)
+
+
+def test_fig6_without_runs_says_so_and_shows_the_paper_table(tmp_path):
+    from lrbook import ResultStore, figures
+
+    fig = figures.intervention_panels(ResultStore(tmp_path / "empty").to_frame(), ("double_mnist", "resnet18"))
+    assert fig.plot is None and "No stored runs of the interventions for Double MNIST / ResNet18" in fig.notes[0]
+    assert set(next(iter(fig.tables.values())).dataset) == {"Double MNIST"}
+
+
+def test_fig9_plots_each_values_per_epoch_dynamics(store):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from lrbook import figures
+
+    fig = figures.intervention_dynamics(store, store.to_frame(), ("colored_mnist", "resnet18"))
+    assert [name for name, _ in fig.data] == ["lr", "batch_size", "momentum"]  # batch 100 at LR 0.001 is a run too
+    momentum = dict(fig.data)["momentum"]
+    assert sorted(momentum) == [0.1, 0.9, 0.99] and all(len(v) == 2 for v in momentum.values())
+    table = next(iter(fig.tables.values()))
+    assert table[table.intervention == "Momentum"]["unbiased acc. (%)"].tolist() == pytest.approx([60.5, 70.5, 80.5])
+    fig.plot(fig.data)
+
+
+def test_training_objective_adds_the_l1_penalty_and_the_focal_weight():
+    from lrbook.objective import training_objective
+
+    model = torch.nn.Linear(2, 3, bias=False)
+    with torch.no_grad():
+        model.weight.copy_(torch.tensor([[1.0, -2.0], [0.5, 0.0], [0.0, -0.25]]))  # sum |w| = 3.75
+    ce = torch.tensor([math.log(3.0), math.log(1.5)])
+    assert training_objective(make_config("colored_mnist", "fcn", lr=0.001, scale="smoke"), model) is None
+    l1 = training_objective(make_config("colored_mnist", "fcn", lr=0.001, scale="smoke", l1_penalty=0.1), model)
+    assert l1(ce).item() == pytest.approx((math.log(3.0) + math.log(1.5)) / 2 + 0.375)
+    l1(ce).backward()
+    assert torch.allclose(model.weight.grad, torch.tensor([[0.1, -0.1], [0.1, 0.0], [0.0, -0.1]]))  # 0.1 sign(w)
+    focal = training_objective(make_config("colored_mnist", "fcn", lr=0.001, scale="smoke", loss="focal",
+                                           focal_gamma=2.0), model)
+    assert focal(ce).item() == pytest.approx(0.266662, abs=1e-6)  # the hand-computed case above

@@ -1,0 +1,64 @@
+"""The paper's LR-range rule (Sec. 4.2) and the CSI - BSI check, on hand-built run frames."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from lrbook.compare import compare_with_paper
+from lrbook.prose import coverage_note
+from lrbook.selection import beyond_lr_range, lr_range_end, scored_runs
+
+
+def runs(rows, dataset="colored_mnist", model="cnn", scale="cpu"):
+    """rows: (lr, seed, status, test_acc); every run finished at 100% training accuracy."""
+    return pd.DataFrame([dict(dataset=dataset, model=model, scale=scale, lr=lr, seed=s, status=st, test_acc=acc,
+                              train_acc=1.0, run_id=f"{lr}-{s}") for lr, s, st, acc in rows])
+
+
+def test_the_first_lr_where_a_seed_diverged_ends_the_range():
+    df = runs([(0.1, 0, "converged", 0.5), (0.1, 1, "converged", 0.52),
+               (0.35, 0, "diverged", np.nan), (0.35, 1, "converged", 0.6), (0.5, 0, "converged", 0.7)])
+    end, why = lr_range_end(df)
+    assert end == 0.35 and why == "1 of 2 seeds diverged at LR 0.35"
+    assert list(beyond_lr_range(df)) == [False, False, True, True, True]
+    assert list(scored_runs(df).lr) == [0.1, 0.1]  # the surviving seed at 0.35 and LR 0.5 are not compared
+
+
+def test_a_drastic_loss_of_test_accuracy_ends_the_range():
+    # best mean below LR 0.3 is 0.80 (LR 0.1); a seed at 0.3 reaches 0.69: 11 points lower -> drastic
+    df = runs([(0.01, 0, "converged", 0.60), (0.1, 0, "converged", 0.80), (0.1, 1, "converged", 0.80),
+               (0.3, 0, "converged", 0.69), (0.3, 1, "converged", 0.85)])
+    end, why = lr_range_end(df)
+    assert end == 0.3 and "69.0%" in why and "80.0%" in why
+    # a 9-point drop is within the rule
+    ok = runs([(0.1, 0, "converged", 0.80), (0.3, 0, "converged", 0.71)])
+    assert lr_range_end(ok) == (None, "") and len(scored_runs(ok)) == 2
+
+
+def test_the_rule_is_applied_per_cell_and_scale():
+    a = runs([(0.1, 0, "converged", 0.5), (0.2, 0, "diverged", np.nan)])
+    b = runs([(0.1, 0, "converged", 0.5), (0.2, 0, "converged", 0.6)], scale="paper")
+    both = pd.concat([a, b], ignore_index=True)
+    assert list(beyond_lr_range(both)) == [False, True, False, False]
+
+
+def test_the_coverage_note_names_the_lrs_the_rule_removes():
+    df = runs([(0.1, s, "converged", 0.5) for s in range(3)]
+              + [(0.35, 0, "diverged", np.nan), (0.35, 1, "diverged", np.nan), (0.35, 2, "converged", 0.6)])
+    note = coverage_note(df, "cpu")
+    assert ("leaves out LR 0.35: 2 of 3 seeds diverged at LR 0.35; 1 finished run there is not compared." in note)
+
+
+def test_csi_minus_bsi_is_scored_and_bsi_is_not():
+    rows = []
+    for i, lr in enumerate((0.01, 0.1, 1.0)):
+        for s in range(3):
+            rows.append(dict(dataset="colored_mnist", model="fcn", scale="cpu", lr=lr, seed=s, status="converged",
+                             train_acc=1.0, test_acc=0.5, csi=0.2 + 0.1 * i + 0.01 * s, bsi=0.3 - 0.05 * i,
+                             run_id=f"{lr}-{s}"))
+    df = pd.DataFrame(rows)
+    df["csi_minus_bsi"] = df.csi - df.bsi
+    table = compare_with_paper(df, "colored_mnist", "fcn").set_index("variable")
+    assert table.loc["CSI − BSI", "agrees"] == "yes" and np.isclose(table.loc["CSI − BSI", "ours_min"], -0.09)
+    assert table.loc["Avg. BSI", "agrees"] == "n/a" and table.loc["Avg. BSI", "spearman"] == -1.0
+    assert np.isnan(table.loc["CSI − BSI", "paper_min"])  # the paper has no such column
