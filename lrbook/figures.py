@@ -15,7 +15,8 @@ from .selection import (cells_with_scored_runs, cell_scales, low_high_records, p
                         select_runs, stored_cells, traced_lrs, with_logging)
 from .stats import bootstrap_spearman, spearman
 from .tables import comparison_table, format_summary, lr_summary
-from .vocabulary import LR_EFFECT_METRICS, REPRESENTATION_METRICS, SELECTIVITY_CHECKS, cell_title
+from .vocabulary import (LR_EFFECT_METRICS, METRIC_LABELS, PRUNABILITY_READINGS, REPRESENTATION_METRICS,
+                         SELECTIVITY_CHECKS, cell_title)
 
 
 @dataclass
@@ -104,11 +105,35 @@ def pruning_curves(store, runs, cell) -> Figure:
             notes.append(f"Spearman with LR over these {len(both)} runs ({both.lr.nunique()} LRs), 95% seed-bootstrap "
                          "interval: " + "; ".join(f"{k} {spearman(both.lr, both[k]):+.2f} "
                                                   "[{:+.2f}, {:+.2f}]".format(*bootstrap_spearman(both, k)) for k in keys))
+    readings = prunability_readings(sub)
+    if len(readings):
+        tables["Every reading of prunability (Definitions: which one and why), over the runs that have it"] = readings
     caption = prose.figure_caption("Fig. 21, 22", f"{cell_title(*cell)}: unbiased test accuracy against the fraction "
                                    "pruned, structured and magnitude" + (", and structured with BN batch statistics"
                                                                           if bn_batch else ""), sub)
     return Figure(caption, dict(records=records, bn_batch=bn_batch, cell=cell), plot_pruning_panels,
                   tables=tables, runs=sub, notes=notes)
+
+
+def prunability_readings(runs):
+    """One row per prunability reading (`vocabulary.PRUNABILITY_READINGS`) that one cell's scored runs
+    have: how many runs, the range of its per-LR means, and its Spearman correlation with LR with
+    the 95% seed-bootstrap interval."""
+    import pandas as pd
+
+    ok = scored_runs(runs)
+    rows = []
+    for key in PRUNABILITY_READINGS:
+        if key not in ok or ok[key].isna().all():
+            continue
+        have = ok[ok[key].notna()]
+        means = have.groupby("lr")[key].mean()
+        rho = spearman(have.lr, have[key])
+        lo, hi = bootstrap_spearman(have, key) if have.lr.nunique() >= 2 else (float("nan"), float("nan"))
+        rows.append({"reading": METRIC_LABELS.get(key, key), "runs": len(have), "LRs": have.lr.nunique(),
+                     "per-LR mean": f"{means.min():.3f} to {means.max():.3f}",
+                     "Spearman with LR [95%]": f"{rho:+.2f} [{lo:+.2f}, {hi:+.2f}]" if np.isfinite(rho) else "—"})
+    return pd.DataFrame(rows)
 
 
 def attribution_maps(store, runs, cell) -> Figure:

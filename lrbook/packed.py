@@ -70,6 +70,9 @@ def _why_not_packable(cfg: RunConfig) -> str | None:
         return (f"packed training does not implement channels_last or compile; run {cfg.run_id} asks for "
                 f"channels_last={cfg.channels_last}, compile={cfg.compile}: train it unpacked "
                 "(lrbook.experiment.run_experiment)")
+    if cfg.loss != "cross_entropy" or cfg.l1_penalty:
+        return (f"packed training implements the cross-entropy loss without penalties; run {cfg.run_id} has "
+                f"loss={cfg.loss!r}, l1_penalty={cfg.l1_penalty}: train it unpacked (lrbook.experiment.run_experiment)")
     if cfg.attribution_n > 0 or cfg.neuron_probes or cfg.unit_trace_every:
         return (f"packed training does not run training probes; run {cfg.run_id} asks for "
                 f"attribution_n={cfg.attribution_n}, neuron_probes={cfg.neuron_probes}, "

@@ -203,10 +203,14 @@ def train(model: nn.Module, data, cfg, device="cpu", progress: bool = False, che
     from .attribution import attribution_shares, shapley_shares
     from .metrics import group_accuracies, predict, unit_selectivity
     from .models import penultimate_activations
+    from .objective import ASAM, training_objective
 
     device = torch.device(device)
     model.to(device).train()
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    # Sec. 5's interventions (focal loss, L1, ASAM); None and None for the paper's plain SGD step.
+    objective = training_objective(cfg, model)
+    asam = ASAM(model.parameters(), cfg.asam_rho, cfg.asam_eta) if cfg.optimizer == "asam" else None
     x, y, b = data.x_train, data.y_train, data.b_train
     if cfg.channels_last and x.dim() == 4:
         model.to(memory_format=torch.channels_last)
@@ -278,7 +282,14 @@ def train(model: nn.Module, data, cfg, device="cpu", progress: bool = False, che
             per_sample = F.cross_entropy(logits, yb, reduction="none")
             loss = per_sample.mean()
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            (loss if objective is None else objective(per_sample)).backward()
+            if asam is not None:  # ASAM: the step uses the gradient at the adaptively perturbed weights
+                asam.perturb()
+                with autocast:
+                    perturbed = F.cross_entropy(forward(xb).float(), yb, reduction="none")
+                opt.zero_grad(set_to_none=True)
+                (perturbed.mean() if objective is None else objective(perturbed)).backward()
+                asam.restore()
             opt.step()
             if units is not None:
                 units.after_step()

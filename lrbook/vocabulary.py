@@ -30,7 +30,21 @@ METRIC_LABELS = {"test_acc": "Unbiased test acc.", "prunability": "Prunability",
                  "test_ba_acc": "BA test acc.", "max_bc_loss_ratio": "Max BC loss ratio",
                  "param_compressibility": "Param. compressibility", "prunability_magnitude": "Prunability (magnitude)",
                  "act_pq_index": "Act. PQ-index", "prunability_bn_batch": "Prunability (BN batch stats)",
-                 "csi_minus_bsi": "CSI − BSI"}
+                 "csi_minus_bsi": "CSI − BSI",
+                 "prunability_global": "Prunability (global ranking)",
+                 "prunability_global_chance_corrected": "Prunability (global, chance-corrected)",
+                 "prunability_global_to_half": "Prunability (global, grid to 50%)",
+                 "prunability_chance_corrected": "Prunability (chance-corrected)",
+                 "prunability_to_half": "Prunability (grid to 50%)",
+                 "prunability_bn_batch_chance_corrected": "Prunability (BN batch stats, chance-corrected)",
+                 "prunability_bn_batch_to_half": "Prunability (BN batch stats, grid to 50%)"}
+# Every reading of prunability a run records (`metrics.prunability_candidates`); the Definitions page
+# argues for `prunability_global`; the scorecard scores `prunability` until the cells have the
+# global reading (it needs the weights, so only runs trained since it was added have it).
+PRUNABILITY_READINGS = ("prunability", "prunability_global", "prunability_chance_corrected",
+                        "prunability_global_chance_corrected", "prunability_to_half", "prunability_global_to_half",
+                        "prunability_magnitude", "prunability_bn_batch", "prunability_bn_batch_chance_corrected",
+                        "prunability_bn_batch_to_half")
 
 # The paper's (dataset, model) cells: the rows of Table S1 (supplement D.3).
 SYNTHETIC_CELLS = tuple((d, "fcn") for d in SYNTHETIC)

@@ -139,6 +139,10 @@ show(lr_effect_panels(runs, CELLS, REPRESENTATION_METRICS + SELECTIVITY_CHECKS, 
 # evaluation code in a related project, so this is our candidate explanation for why our ResNet18
 # prunability range is much narrower than the paper's. It is a diagnostic, not the scored metric.
 # The line above each such table gives both measurements' Spearman correlation with LR over the same runs.
+#
+# Below each figure, every reading of prunability the cell's runs record (Definitions, section 4,
+# argues for the global ranking; runs kept no weights before it was added, so older cells have only
+# the readings their stored curves allow), each with its Spearman correlation with LR.
 
 # %% tags=["hide-input"]
 for cell in with_runs:

@@ -62,3 +62,16 @@ def test_csi_minus_bsi_is_scored_and_bsi_is_not():
     assert table.loc["CSI − BSI", "agrees"] == "yes" and np.isclose(table.loc["CSI − BSI", "ours_min"], -0.09)
     assert table.loc["Avg. BSI", "agrees"] == "n/a" and table.loc["Avg. BSI", "spearman"] == -1.0
     assert np.isnan(table.loc["CSI − BSI", "paper_min"])  # the paper has no such column
+
+
+def test_every_prunability_reading_a_cell_has_is_listed_with_its_trend():
+    from lrbook.figures import prunability_readings
+
+    df = runs([(lr, s, "converged", 0.5) for lr in (0.01, 0.1, 1.0) for s in range(3)])
+    df["prunability"] = [0.3, 0.3, 0.3, 0.2, 0.2, 0.2, 0.1, 0.1, 0.1]  # falls with LR
+    df["prunability_global"] = [0.4, 0.5, 0.6, 0.7, 0.8, 0.9, np.nan, np.nan, np.nan]  # rises; LR 1 lacks it
+    table = prunability_readings(df).set_index("reading")
+    assert list(table.index) == ["Prunability", "Prunability (global ranking)"]
+    assert table.loc["Prunability", "Spearman with LR [95%]"] == "-1.00 [-1.00, -1.00]"
+    assert table.loc["Prunability (global ranking)", "runs"] == 6
+    assert table.loc["Prunability (global ranking)", "per-LR mean"] == "0.500 to 0.800"
