@@ -210,12 +210,11 @@ def reevaluate_run(record: dict, store: ResultStore, device="auto", data_root=No
     return updated
 
 
-BINARY_DATASETS = ("parity", "moon_star")  # the synthetic sets (paper Sec. 4.1); every other set has 10 classes
-
-
 def num_classes_of(config: dict) -> int:
     """The number of classes of a stored run's dataset (chance = 1 / this on the unbiased test set)."""
-    return 2 if config["dataset"] in BINARY_DATASETS else 10
+    from .vocabulary import NUM_CLASSES
+
+    return NUM_CLASSES[config["dataset"]]
 
 
 def reevaluate_from_curves(record: dict, store: ResultStore | None = None) -> dict:

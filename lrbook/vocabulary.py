@@ -12,6 +12,7 @@ DATASET_FAMILIES = {
 DATASETS = tuple(DATASET_FAMILIES)
 SYNTHETIC = ("parity", "moon_star")  # page 01
 SEMI_SYNTHETIC = ("colored_mnist", "double_mnist", "mnist_cifar", "corrupted_cifar10")  # page 02
+NUM_CLASSES = {**{d: 2 for d in SYNTHETIC}, **{d: 10 for d in SEMI_SYNTHETIC}}  # chance = 1 / this (Sec. 4.1)
 MNIST_BASED = ("colored_mnist", "double_mnist", "mnist_cifar")  # read MNIST
 CIFAR_BASED = ("mnist_cifar", "corrupted_cifar10")  # read CIFAR-10
 

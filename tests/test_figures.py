@@ -98,7 +98,8 @@ def test_pruning_curves_and_ba_bc_on_a_small_store(store):
     runs = select_runs(store.to_frame())
     fig = figures.pruning_curves(store, runs, ("colored_mnist", "fcn"))
     assert fig.caption.startswith("**Fig. 21, 22:** Colored MNIST / FCN") and len(fig.data["records"]) == 15
-    assert not fig.data["bn_batch"] and not fig.tables
+    assert not fig.data["bn_batch"] and list(fig.tables) == ["Every reading of prunability (Definitions: which one and why), over the runs that have it"]
+    assert list(next(iter(fig.tables.values())).reading) == ["Prunability"]
     table, text = figures.ba_bc_comparison(store, select_runs(runs, ("parity", "fcn")))
     assert list(table.cell) == ["Parity / FCN"] and (table["low LR"][0], table["high LR"][0]) == (0.01, 0.3)
     assert "fewer than two LRs with a BA/BC loss ratio" in text  # the fake runs have no loss curves

@@ -81,7 +81,8 @@ def _frame():
                          status="converged", max_bc_loss_ratio=x, test_acc=y))
     rows.append(dict(dataset="parity", model="fcn", scale="paper", lr=1.0, seed=0, status="diverged",
                      max_bc_loss_ratio=np.nan, test_acc=np.nan))
-    for i, (x, y) in enumerate(zip([0.5, 0.6, 0.9], [0.9, 0.8, 0.1])):
+    # y = 1 - 0.2 x: falls within the paper's LR-range rule (no seed 10 points below a smaller LR's best)
+    for i, (x, y) in enumerate(zip([0.5, 0.6, 0.9], [0.9, 0.88, 0.82])):
         rows.append(dict(dataset="colored_mnist", model="resnet18", scale="smoke", lr=0.01 * (i + 1), seed=i % 2,
                          status="converged", max_bc_loss_ratio=x, test_acc=y))
     rows += [dict(dataset="moon_star", model="fcn", scale="cpu", lr=lr, seed=0, status="converged",
