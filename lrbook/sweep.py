@@ -235,16 +235,21 @@ def _worker(conn, parent: int, args: tuple) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C: the controller decides
 
     def stop(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the parent watch may send a second one
         raise SystemExit(128 + signum)  # unwinds run_one: its claim is released
 
     signal.signal(signal.SIGTERM, stop)
     try:
-        conn.send((run_one(*args)[1], None))
+        message = (run_one(*args)[1], None)
     except SystemExit:
         release_all()
         raise
     except BaseException:
-        conn.send((None, traceback.format_exc()))
+        message = (None, traceback.format_exc())
+    try:
+        conn.send(message)
+    except OSError:  # the controller is gone: there is nobody to tell
+        pass
     finally:
         conn.close()
 
