@@ -152,15 +152,19 @@ def structured_prune(model: nn.Module, fraction: float) -> nn.Module:
         k = int(round(fraction * n_out))
         if k == 0:
             continue
-        drop = w.flatten(1).abs().sum(1).argsort()[:k]
-        w[drop] = 0
-        if getattr(layer, "bias", None) is not None:
-            layer.bias[drop] = 0
-        bn = bn_after.get(layer)
-        if bn is not None:
-            bn.weight[drop] = 0
-            bn.bias[drop] = 0
+        _zero_units(layer, w.flatten(1).abs().sum(1).argsort()[:k], bn_after.get(layer))
     return pruned
+
+
+def _zero_units(layer, units, bn=None) -> None:
+    """Prune `units` (output indices) of `layer`: zero their weight rows and biases and, for a conv
+    followed by BatchNorm `bn`, that channel's BN weight and bias (else BN re-injects a constant)."""
+    layer.weight[units] = 0
+    if getattr(layer, "bias", None) is not None:
+        layer.bias[units] = 0
+    if bn is not None:
+        bn.weight[units] = 0
+        bn.bias[units] = 0
 
 
 @torch.no_grad()
@@ -230,15 +234,8 @@ def global_structured_prune(model: nn.Module, fraction: float) -> nn.Module:
     chosen = owners[order[:n_units]]
     for layer_index, layer in enumerate(layers):
         drop = chosen[chosen[:, 0] == layer_index, 1].to(layer.weight.device)
-        if len(drop) == 0:
-            continue
-        layer.weight[drop] = 0
-        if getattr(layer, "bias", None) is not None:
-            layer.bias[drop] = 0
-        bn = bn_after.get(layer)
-        if bn is not None:
-            bn.weight[drop] = 0
-            bn.bias[drop] = 0
+        if len(drop):
+            _zero_units(layer, drop, bn_after.get(layer))
     return pruned
 
 

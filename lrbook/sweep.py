@@ -164,9 +164,6 @@ def run_one(cfg_dict: dict, store_root: str, device: str, data_root, threads: in
         return cfg.run_id, f"blocked: {e}"
 
 
-_run_one = run_one  # the name older callers (and pickled Ray tasks) use
-
-
 # -- launcher: this process, or one spawned process per run --------------------------------------
 
 class _Stop(BaseException):
