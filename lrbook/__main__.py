@@ -110,8 +110,12 @@ def _main(argv=None) -> int:
     if args.command == "status":
         if args.check or args.clean:
             return _check_store(store, clean=args.clean)
-        from .status import scorecard, status_table
+        import warnings
 
+        from .status import scorecard, status_table
+        from .store import BadRecordWarning
+
+        warnings.simplefilter("ignore", BadRecordWarning)  # `store.check()` below names each bad file once
         card = scorecard(store)
         table = status_table(store, card=card)
         if args.json:
