@@ -27,7 +27,7 @@
 #
 # Each intervention varies its own hyperparameter over Table S2's range with the LR fixed; every
 # run is an ordinary record of the results store, keyed by its config. Our reading of Table S2
-# (argued in `lrbook.interventions`):
+# (argued on the [Definitions](../definitions.md) page, section 4):
 #
 # * every intervention runs at the **low end of the cell's LR range** (0.001 for ResNet18 on all
 #   three datasets): at its weakest setting each reaches the lowest-LR accuracy of the LR sweep;
