@@ -309,7 +309,8 @@ def run_packed(configs, store=None, device="auto", data_root=None, pack: int = 1
     Returns a `SweepReport`; Ctrl-C or SIGTERM releases every claim and raises `SweepInterrupted`."""
     from .data import dataset_for
     from .experiment import save_artefacts
-    from .store import ClaimBlocked, ResultStore
+    from .claims import ClaimBlocked
+    from .store import ResultStore
     from .sweep import SweepInterrupted, _sigterm_unwinds, _Stop, finish, plan, run_one
 
     if pack < 1:

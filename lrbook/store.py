@@ -12,27 +12,22 @@ in-flight writes; `ResultStore.clean` removes the ones an interrupted process le
 from __future__ import annotations
 
 import contextlib
-import getpass
 import json
 import math
 import os
-import socket
 import tempfile
-import threading
 import time
 import warnings
 from pathlib import Path
 from typing import Iterable
 
+from . import claims as run_claims
+from .claims import ClaimBlocked
 from .record import BadRecord, load_record
 
 
 class StoreError(OSError):
     pass
-
-
-class ClaimBlocked(StoreError):
-    """A stale claim that this process may not remove; the message says what to do."""
 
 
 class BadRecordWarning(UserWarning):
@@ -216,7 +211,7 @@ class ResultStore:
         lock = self.lock_path(run_id)
         fd, tmp = tempfile.mkstemp(dir=self.runs, prefix=f".{run_id}-", suffix=".claim")
         os.fchmod(fd, _FILE_MODE)  # readable by the other users of a shared store
-        token = json.dumps(_claim_info(owner))
+        token = json.dumps(run_claims.claim_info(owner))
         with os.fdopen(fd, "w") as f:
             f.write(token)
         # The claim is written to a temporary file, then linked into place: it appears complete or
@@ -225,12 +220,12 @@ class ResultStore:
             try:
                 os.link(tmp, lock)
             except FileExistsError:
-                seen = _stat(lock)
-                if seen is None or not claim_is_stale(lock, owner):
+                seen = run_claims.stat_or_none(lock)
+                if seen is None or not run_claims.claim_is_stale(lock, owner):
                     return False
-                if not _take_over(lock, seen, tmp):
+                if not run_claims.take_over(lock, seen, tmp):
                     return False
-            _HEARTBEAT.add(lock, token)
+            run_claims.HEARTBEAT.add(lock, token)
             try:
                 if self.has(run_id):  # finished elsewhere between the check and the claim
                     self.release(run_id)
@@ -245,8 +240,8 @@ class ResultStore:
     def release(self, run_id: str) -> bool:
         """Give up this process's claim of `run_id`; a claim another process holds is left alone."""
         lock = self.lock_path(run_id)
-        token = _HEARTBEAT.discard(lock)
-        if token is not None and _holds(lock, token):
+        token = run_claims.HEARTBEAT.discard(lock)
+        if token is not None and run_claims.holds(lock, token):
             lock.unlink(missing_ok=True)
             return True
         return False
@@ -266,13 +261,13 @@ class ResultStore:
         """Every claim file in the store: run_id, holder (host, pid, user), heartbeat age, stale."""
         out = []
         for lock in sorted(self.runs.glob("*.lock")) if self.runs.is_dir() else []:
-            st = _stat(lock)
+            st = run_claims.stat_or_none(lock)
             if st is None:
                 continue
-            info = _read_claim(lock) or {}
+            info = run_claims.read_claim(lock) or {}
             out.append({"run_id": lock.stem, "host": info.get("host"), "pid": info.get("pid"),
                         "user": info.get("user"), "heartbeat_age_s": round(time.time() - st.st_mtime, 1),
-                        "stale": claim_is_stale(lock), "stored": self.has(lock.stem)})
+                        "stale": run_claims.claim_is_stale(lock), "stored": self.has(lock.stem)})
         return out
 
     def clean(self, min_age_s: float = 600.0) -> list[Path]:
@@ -288,7 +283,7 @@ class ResultStore:
                 removed.append(lock)
         now = time.time()
         for p in self.runs.glob(".*"):
-            st = _stat(p)
+            st = run_claims.stat_or_none(p)
             if st is not None and now - st.st_mtime > min_age_s:
                 try:
                     p.unlink()
@@ -311,11 +306,11 @@ class ResultStore:
         return out
 
     def _remove_if_stale(self, lock: Path) -> bool:
-        seen = _stat(lock)
-        if seen is None or not claim_is_stale(lock):
+        seen = run_claims.stat_or_none(lock)
+        if seen is None or not run_claims.claim_is_stale(lock):
             return False
         try:
-            return _take_over(lock, seen, None)
+            return run_claims.take_over(lock, seen, None)
         except ClaimBlocked:
             return False
 
@@ -324,177 +319,6 @@ class ResultStore:
         metrics, status and provenance columns; `filters` select rows by column value; see
         `records_to_frame` for `dedupe`."""
         return records_to_frame(self.records(), dedupe=dedupe, **filters)
-
-
-HEARTBEAT_S = 15.0
-
-
-def claim_timeout() -> float:
-    """Seconds without a heartbeat after which a claim is stale ($LRBOOK_CLAIM_TIMEOUT, default 120)."""
-    return float(os.environ.get("LRBOOK_CLAIM_TIMEOUT", 120))
-
-
-def _process_start(pid: int) -> str | None:
-    """The start time of process `pid` in clock ticks since boot (Linux), to tell a reused pid."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat.rsplit(")", 1)[1].split()[19]
-
-
-def _claim_info(owner: str | None) -> dict:
-    try:
-        user = getpass.getuser()
-    except Exception:  # no user name (a container's uid without a passwd entry)
-        user = str(os.getuid())
-    return {"host": socket.gethostname(), "pid": os.getpid(), "pid_start": _process_start(os.getpid()),
-            "user": user, "owner": owner, "claimed": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "nonce": os.urandom(6).hex()}
-
-
-def _holds(lock: Path, token: str) -> bool:
-    """Whether `lock` is still the claim this process wrote (`token`: its exact content)."""
-    try:
-        return lock.read_text() == token
-    except OSError:
-        return False
-
-
-def _read_claim(lock: Path) -> dict | None:
-    """A claim's content: JSON, or "host pid" as written by lrbook before heartbeats."""
-    try:
-        text = lock.read_text().strip()
-    except OSError:
-        return None
-    try:
-        info = json.loads(text)
-        return info if isinstance(info, dict) else None
-    except json.JSONDecodeError:
-        parts = text.split()
-        if len(parts) == 2 and parts[1].isdigit():
-            return {"host": parts[0], "pid": int(parts[1])}
-        return None
-
-
-def _stat(path: Path):
-    try:
-        return path.stat()
-    except FileNotFoundError:
-        return None
-
-
-def claim_is_stale(lock: Path, owner: str | None = None) -> bool:
-    """Whether the claim in `lock` no longer stands for a live trainer (see `ResultStore.claim`)."""
-    st = _stat(lock)
-    if st is None:
-        return True
-    if time.time() - st.st_mtime > claim_timeout():
-        return True
-    info = _read_claim(lock)
-    if info is None:  # unreadable (another user's 0600 claim) or half-written: the heartbeat decides
-        return False
-    if owner is not None and info.get("owner") == owner:
-        return True
-    if info.get("host") != socket.gethostname():
-        return False
-    pid = info.get("pid")
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except (PermissionError, TypeError, ValueError):
-        return False
-    started = info.get("pid_start")
-    return started is not None and started != _process_start(int(pid))
-
-
-def _take_over(lock: Path, seen, new_claim: str | None) -> bool:
-    """Replace the stale claim `lock` (as `seen` by stat) by `new_claim` (a file to link into
-    place), or just remove it if None. Only one process at a time may take a claim over (it holds
-    `<lock>.takeover`), and only the very claim judged stale is removed: two processes that both
-    judged it stale never both win."""
-    guard = lock.with_name(f".{lock.stem}.takeover")
-    try:
-        if new_claim:
-            os.link(new_claim, guard)
-        else:
-            guard.touch(exist_ok=False)
-    except FileExistsError:
-        st = _stat(guard)
-        if st is not None and time.time() - st.st_mtime > 60:  # a takeover that died midway
-            guard.unlink(missing_ok=True)
-        return False
-    try:
-        now = _stat(lock)
-        if now is not None and (now.st_ino, now.st_mtime_ns) != (seen.st_ino, seen.st_mtime_ns):
-            return False  # renewed or replaced since it was judged
-        try:
-            lock.unlink(missing_ok=True)
-        except PermissionError:
-            raise ClaimBlocked(f"stale claim {lock} belongs to another user and this folder does not let "
-                               "others remove it (sticky bit): ask its owner to run `python -m lrbook "
-                               "status --clean`, or remove it as root") from None
-        if new_claim is None:
-            return True
-        try:
-            os.link(new_claim, lock)
-        except FileExistsError:  # claimed afresh between the unlink and the link
-            return False
-        return True
-    finally:
-        guard.unlink(missing_ok=True)
-
-
-class _Heartbeat:
-    """Touches every claim this process holds every `HEARTBEAT_S` seconds, from a daemon thread."""
-
-    def __init__(self):
-        self._held: dict[Path, str] = {}  # claim file -> its content as written by this process
-        self._lock = threading.Lock()
-        self._thread = None
-        self._pid = None
-
-    def add(self, lock: Path, token: str) -> None:
-        with self._lock:
-            self._held[lock] = token
-            if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
-                self._pid = os.getpid()
-                self._thread = threading.Thread(target=self._beat, name="lrbook-claim-heartbeat", daemon=True)
-                self._thread.start()
-
-    def discard(self, lock: Path) -> str | None:
-        with self._lock:
-            return self._held.pop(lock, None)
-
-    def held(self) -> list[Path]:
-        with self._lock:
-            return list(self._held)
-
-    def _beat(self) -> None:
-        while True:
-            time.sleep(HEARTBEAT_S)
-            with self._lock:
-                held = dict(self._held)
-            for lock, token in held.items():
-                if _holds(lock, token):
-                    try:
-                        os.utime(lock)
-                    except OSError:
-                        pass
-
-
-_HEARTBEAT = _Heartbeat()
-
-
-def release_all(store_runs: Path | None = None) -> None:
-    """Remove every claim this process holds (optionally only those in one runs/ folder): for a
-    process about to exit without unwinding (a signal, an orphaned worker)."""
-    for lock in _HEARTBEAT.held():
-        if store_runs is None or lock.parent == store_runs:
-            token = _HEARTBEAT.discard(lock)
-            if token is not None and _holds(lock, token):
-                lock.unlink(missing_ok=True)
 
 
 def stands_for(stored: dict, wanted: dict) -> bool:

@@ -25,7 +25,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from .config import RunConfig, validate
-from .store import ClaimBlocked, ResultStore, stands_for
+from .claims import ClaimBlocked
+from .store import ResultStore, stands_for
 
 
 @dataclass
@@ -226,7 +227,7 @@ def _run_here(todo, store, device, data_root, progress, report, bar) -> None:
 
 def _worker(conn, parent: int, args: tuple) -> None:
     """A spawned worker: train one run, send (outcome, error) to the controller."""
-    from .store import release_all
+    from .claims import release_all
 
     _exit_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C: the controller decides

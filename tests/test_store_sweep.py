@@ -192,10 +192,10 @@ def test_claim_from_another_host_blocks_until_its_heartbeat_stops(tmp_store, mon
 
 
 def test_a_held_claim_beats(tmp_store, monkeypatch):
-    import lrbook.store
+    import lrbook.claims
 
-    monkeypatch.setattr(lrbook.store, "HEARTBEAT_S", 0.05)
-    monkeypatch.setattr(lrbook.store, "_HEARTBEAT", lrbook.store._Heartbeat())
+    monkeypatch.setattr(lrbook.claims, "HEARTBEAT_S", 0.05)
+    monkeypatch.setattr(lrbook.claims, "HEARTBEAT", lrbook.claims.Heartbeat())
     assert tmp_store.claim("run6")
     lock = _lock(tmp_store, "run6")
     _age(lock, 1000)
@@ -210,7 +210,7 @@ def test_a_held_claim_beats(tmp_store, monkeypatch):
 def test_a_stale_claim_is_taken_over_by_one_of_two_racing_processes(tmp_store):
     """Both judged the same claim stale; only the first takeover removes it, the second finds a
     different claim in its place and backs off."""
-    from lrbook.store import _take_over
+    from lrbook.claims import take_over
 
     tmp_store.runs.mkdir(parents=True)
     lock = _lock(tmp_store, "run7")
@@ -219,8 +219,8 @@ def test_a_stale_claim_is_taken_over_by_one_of_two_racing_processes(tmp_store):
     first, second = tmp_store.runs / "a.claim", tmp_store.runs / "b.claim"
     first.write_text("first")
     second.write_text("second")
-    assert _take_over(lock, seen, str(first))
-    assert not _take_over(lock, seen, str(second))
+    assert take_over(lock, seen, str(first))
+    assert not take_over(lock, seen, str(second))
     assert lock.read_text() == "first"
     assert not (tmp_store.runs / ".run7.takeover").exists()
 
