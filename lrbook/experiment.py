@@ -32,6 +32,8 @@ def evaluate(model, data, cfg: RunConfig) -> tuple[dict, dict, dict]:
     artefacts: dict = {}
     pred = predict(model, data.x_test)
     test = group_accuracies(pred, data.y_test, data.b_test)
+    if not data.has_bias:  # standard classification: no bias groups
+        test = {"acc": test["acc"]}
     metrics.update({f"test_{k}": v for k, v in test.items()})
     metrics["train_acc"] = (predict(model, data.x_train) == data.y_train).float().mean().item()
 
@@ -67,7 +69,8 @@ def evaluate(model, data, cfg: RunConfig) -> tuple[dict, dict, dict]:
     metrics["act_pq_index"] = pq_index(feats).mean().item()
     metrics["param_compressibility"] = parameter_compressibility(model)
     metrics["csi"] = selectivity_index(feats, y_sub)
-    metrics["bsi"] = selectivity_index(feats, b_sub)
+    if data.has_bias:
+        metrics["bsi"] = selectivity_index(feats, b_sub)
     metrics["class_separation"] = class_separation(feats, y_sub)
 
     # Attribution shares on the dataset's regions (Double MNIST halves, MNIST-CIFAR blocks) for the
@@ -75,7 +78,7 @@ def evaluate(model, data, cfg: RunConfig) -> tuple[dict, dict, dict]:
     if data.region_fn is not None and not cfg.attribution_n:
         n = 8 if cfg.scale == "smoke" else 200
         x, y = data.x_test[:n], data.y_test[:n]
-        maps = attribution_map(model, x, y, n_steps=cfg.attribution_steps)
+        maps = attribution_map(model, x, y, n_steps=cfg.attribution_steps, baseline=data.attribution_baseline)
         metrics.update({f"attr_{k}": v for k, v in region_shares(maps, data.regions(x)).items()})
         metrics["attr_entropy"] = attribution_entropy(maps).mean().item()
         k = min(ARTEFACT_MAPS, n)
@@ -118,7 +121,8 @@ def make_record(cfg: RunConfig, data, outcome, metrics: dict | None, eval_curves
                 started: dt.datetime, artefacts: dict | None = None) -> dict:
     """The stored record of one finished run (shared by single and packed training)."""
     if metrics is not None:
-        metrics["max_bc_loss_ratio"] = outcome.max_bc_loss_ratio
+        if data.has_bias:
+            metrics["max_bc_loss_ratio"] = outcome.max_bc_loss_ratio
         if outcome.attribution_trace:
             last = outcome.attribution_trace[-1]
             metrics.update({f"attr_{k}": v for k, v in last.items() if k not in ("step", "epoch")

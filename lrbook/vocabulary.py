@@ -8,20 +8,39 @@ DATASET_FAMILIES = {
     "parity": "synthetic", "moon_star": "synthetic",  # paper Sec. 4.1
     "colored_mnist": "mnist", "double_mnist": "mnist",  # Sec. 4.1, semi-synthetic
     "mnist_cifar": "cifar", "corrupted_cifar10": "cifar",  # Sec. 4.1, semi-synthetic, need CIFAR-10
+    "mnist": "standard", "fashion_mnist": "standard",  # standard classification with an exact foreground
+    "cifar10": "cifar", "cifar100": "cifar", "imagenet": "imagenet",  # Sec. 5, standard classification
+    "mnist_patch": "standard", "fashion_mnist_patch": "standard",  # beyond the paper: Li et al. 2019's patch
 }
 DATASETS = tuple(DATASET_FAMILIES)
 SYNTHETIC = ("parity", "moon_star")  # page 01
 SEMI_SYNTHETIC = ("colored_mnist", "double_mnist", "mnist_cifar", "corrupted_cifar10")  # page 02
-NUM_CLASSES = {**{d: 2 for d in SYNTHETIC}, **{d: 10 for d in SEMI_SYNTHETIC}}  # chance = 1 / this (Sec. 4.1)
-MNIST_BASED = ("colored_mnist", "double_mnist", "mnist_cifar")  # read MNIST
-CIFAR_BASED = ("mnist_cifar", "corrupted_cifar10")  # read CIFAR-10
+# Page 05 (Sec. 5, "standard classification"): the paper's CIFAR-10, CIFAR-100 and ImageNet-1k, and
+# MNIST and Fashion-MNIST, whose background (pixels at 0) is known exactly.
+STANDARD = ("imagenet", "cifar10", "cifar100", "mnist", "fashion_mnist")
+# Beyond the paper (after Li et al. 2019): a class-dependent patch on a fraction of the training
+# images, shuffled across classes at test time; the bias label of a test image is its patch's class.
+PATCHED = ("mnist_patch", "fashion_mnist_patch")
+NUM_CLASSES = {**{d: 2 for d in SYNTHETIC}, **{d: 10 for d in SEMI_SYNTHETIC},
+               "mnist": 10, "fashion_mnist": 10, "cifar10": 10, "cifar100": 100, "imagenet": 1000,
+               **{d: 10 for d in PATCHED}}  # chance = 1 / this (Sec. 4.1)
+MNIST_BASED = ("colored_mnist", "double_mnist", "mnist_cifar", "mnist", "mnist_patch")  # read MNIST
+FASHION_MNIST_BASED = ("fashion_mnist", "fashion_mnist_patch")  # read Fashion-MNIST
+CIFAR_BASED = ("mnist_cifar", "corrupted_cifar10", "cifar10")  # read CIFAR-10
+CIFAR100_BASED = ("cifar100",)
+STREAMED = ("imagenet",)  # too large for device memory: DataLoader streaming, torchrun DDP (`lrbook.distributed`)
+UNBIASED = ("mnist", "fashion_mnist", "cifar10", "cifar100", "imagenet")  # no bias label: no BA/BC, BSI
+EXACT_FOREGROUND = ("mnist", "fashion_mnist") + PATCHED  # background = pixels at 0
+SEGMENTED_BACKGROUND = ("cifar10", "cifar100", "imagenet")  # background from DeepLabV3 (Sec. 5)
 
 MODELS = ("fcn", "cnn", "resnet18", "resnet50", "wide_resnet101_2")  # Sec. 4.2: the five architectures
 SCALES = ("smoke", "cpu", "paper")
 
 DATASET_NAMES = {"parity": "Parity", "moon_star": "Moon-Star", "colored_mnist": "Colored MNIST",
                  "double_mnist": "Double MNIST", "mnist_cifar": "MNIST-CIFAR", "corrupted_cifar10": "Cor. CIFAR-10",
-                 "celeba": "CelebA", "waterbirds": "Waterbirds"}
+                 "celeba": "CelebA", "waterbirds": "Waterbirds",
+                 "mnist": "MNIST", "fashion_mnist": "Fashion-MNIST", "cifar10": "CIFAR-10", "cifar100": "CIFAR-100",
+                 "imagenet": "ImageNet-1k", "mnist_patch": "MNIST + patch", "fashion_mnist_patch": "Fashion-MNIST + patch"}
 MODEL_NAMES = {"fcn": "FCN", "cnn": "CNN", "resnet18": "ResNet18", "resnet50": "ResNet50",
                "wide_resnet101_2": "Wide ResNet101-2", "swin_t": "Swin Transformer"}
 METRIC_LABELS = {"test_acc": "Unbiased test acc.", "prunability": "Prunability",
@@ -38,7 +57,9 @@ METRIC_LABELS = {"test_acc": "Unbiased test acc.", "prunability": "Prunability",
                  "prunability_chance_corrected": "Prunability (chance-corrected)",
                  "prunability_to_half": "Prunability (grid to 50%)",
                  "prunability_bn_batch_chance_corrected": "Prunability (BN batch stats, chance-corrected)",
-                 "prunability_bn_batch_to_half": "Prunability (BN batch stats, grid to 50%)"}
+                 "prunability_bn_batch_to_half": "Prunability (BN batch stats, grid to 50%)",
+                 "attr_entropy": "Attribution entropy", "attr_background": "Background attribution share",
+                 "attr_patch": "Attribution share in the patch", "test_ba_minus_bc": "Patch reliance (BA − BC acc.)"}
 # Every reading of prunability a run records (`metrics.prunability_candidates`); the Definitions page
 # argues for `prunability_global`; the scorecard scores `prunability` until the cells have the
 # global reading (it needs the weights, so only runs trained since it was added have it).
@@ -55,6 +76,14 @@ PAPER_CELLS = SYNTHETIC_CELLS + SEMI_SYNTHETIC_CELLS
 # LR grids. The synthetic page trains these five (they span Table S1's 0.01 to 0.75 for both
 # tasks); the semi-synthetic cells take five LRs spanning their Table S1 range (`paper.paper_lr_grid`).
 SYNTHETIC_LRS = (0.01, 0.03, 0.1, 0.3, 0.75)
+# Page 05's FCN on MNIST / Fashion-MNIST (and their patched versions): five LRs inside the FCN's Table S1
+# range on the MNIST-based sets (0.001 to 0.5), log-spaced from 0.02 (a 20-fold range), since on 2 CPU
+# cores an FCN run takes about 2.5 s per epoch and the epochs to 100% training accuracy grow as 1 / LR.
+STANDARD_LRS = (0.02, 0.05, 0.1, 0.2, 0.4)
+STANDARD_CELLS = tuple((d, m) for d in STANDARD + PATCHED for m in MODELS)
+# Fig. 10, page 05: how attributions spread (entropy) and how much falls on the background, per LR.
+ATTRIBUTION_METRICS = ("attr_entropy", "attr_background")
+PATCH_METRICS = ("test_acc", "test_ba_minus_bc", "attr_patch", "bsi")  # the patch experiment's panels
 
 # Sec. 5 (Fig. 6, 9, 20; Table S2): LR and the interventions it is compared with, named as in Table S2,
 # and what each one's axis shows (`lrbook.interventions` maps them to run configs).

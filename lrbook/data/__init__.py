@@ -7,7 +7,10 @@ is in, and dataset `name` is built by `make_<name>` of that family's module:
 
 * `synthetic`: parity, moon-star (generated);
 * `mnist`: Colored MNIST, Double MNIST (torchvision's MNIST under the data root);
-* `cifar`: MNIST-CIFAR, Corrupted CIFAR-10 (CIFAR-10 too), whose corruptions are in `corruptions`.
+* `cifar`: MNIST-CIFAR, Corrupted CIFAR-10 (CIFAR-10 too), whose corruptions are in `corruptions`,
+  and CIFAR-10 and CIFAR-100 themselves (standard classification, Sec. 5);
+* `standard`: MNIST and Fashion-MNIST (exact background) and their patched versions (page 05);
+* `imagenet`: ImageNet-1k, streamed from disk (`lrbook.distributed` trains it).
 
 A family's module is imported only when one of its datasets is built.
 """
@@ -19,11 +22,12 @@ import os
 from typing import Callable
 
 from ..config import ConfigError
-from ..vocabulary import CIFAR_BASED, DATASET_FAMILIES, MNIST_BASED
+from ..vocabulary import CIFAR100_BASED, CIFAR_BASED, DATASET_FAMILIES, FASHION_MNIST_BASED, MNIST_BASED, STREAMED
 from .base import DATA_ROOT_SETTINGS, DataNotFoundError, SpuriousDataset
 from .mnist import require_mnist
 
-NEEDS_DATA_ROOT = MNIST_BASED + CIFAR_BASED  # builders that read files under the data root
+# builders that read files under the data root
+NEEDS_DATA_ROOT = MNIST_BASED + FASHION_MNIST_BASED + CIFAR_BASED + CIFAR100_BASED + STREAMED
 
 
 def builder(name: str) -> Callable[..., SpuriousDataset]:
@@ -55,11 +59,24 @@ def dataset_for(cfg, root=None) -> SpuriousDataset:
 
 def require_data(datasets, root: str | os.PathLike | None = None, download: bool = True) -> None:
     """Check once, before any run starts, that the files the given datasets read are there (or can
-    be downloaded): MNIST for the MNIST-based sets, CIFAR-10 for the CIFAR-based ones. Raises
-    `DataNotFoundError`; the procedural sets (parity, moon-star) need nothing."""
+    be downloaded): MNIST, Fashion-MNIST, CIFAR-10, CIFAR-100 or ImageNet (never downloaded) as the
+    sets need. Raises `DataNotFoundError`; the procedural sets (parity, moon-star) need nothing."""
     names = [datasets] if isinstance(datasets, str) else list(datasets)
     if any(d in MNIST_BASED for d in names):
         require_mnist(root, download)
+    if any(d in FASHION_MNIST_BASED for d in names):
+        require_mnist(root, download, folder="FashionMNIST")
+    if any(d in STREAMED for d in names):
+        from .imagenet import require_imagenet
+
+        require_imagenet(root)
+    if any(d in CIFAR100_BASED for d in names):
+        from .cifar import load_cifar100
+
+        try:
+            load_cifar100(root, download)
+        except FileNotFoundError as e:
+            raise DataNotFoundError(f"{e} ({DATA_ROOT_SETTINGS})") from None
     if any(d in CIFAR_BASED for d in names):
         from .cifar import load_cifar10
 

@@ -33,6 +33,11 @@ class SpuriousDataset:
     # spurious feature of the second (e.g. a digit's shape in another digit's colour); used by the
     # feature-Shapley attribution where the two features overlap in pixel space.
     compose_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+    # False for standard classification (MNIST, CIFAR, ImageNet): there is no bias label, `b_*`
+    # repeats `y_*`, and the bias metrics (BA/BC accuracies, BSI, BC loss ratio) are not recorded.
+    has_bias: bool = True
+    # The IG baseline (`lrbook.attribution`): "uniform" where many input pixels are exactly 0.
+    attribution_baseline: str = "zero"
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -51,7 +56,9 @@ class SpuriousDataset:
         moved = {k: getattr(self, k).to(device) for k in
                  ("x_train", "y_train", "b_train", "x_test", "y_test", "b_test")}
         return SpuriousDataset(self.name, num_classes=self.num_classes, params=self.params,
-                               region_fn=self.region_fn, compose_fn=self.compose_fn, **moved)
+                               region_fn=self.region_fn, compose_fn=self.compose_fn, has_bias=self.has_bias,
+                               attribution_baseline=self.attribution_baseline,
+                               **moved)
 
 
 def bias_labels(y: np.ndarray, num_classes: int, bc_ratio: float, rng: np.random.Generator) -> np.ndarray:

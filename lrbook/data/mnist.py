@@ -21,29 +21,35 @@ COLORED_MNIST_COLORS = torch.tensor([
     [0.208, 0.393, 0.019], [0.834, 0.202, 0.267]])
 
 
-# torchvision's MNIST layout: these four files (unpacked) in <root>/MNIST/raw/.
+# torchvision's MNIST layout: these four files (unpacked) in <root>/MNIST/raw/; Fashion-MNIST has the
+# same four names in <root>/FashionMNIST/raw/.
 MNIST_RAW_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
                    "t10k-labels-idx1-ubyte")
-def mnist_files_missing(root: str | os.PathLike | None = None) -> list[str]:
-    """The MNIST files torchvision needs that `<data_root>/MNIST/raw/` lacks (none when torchvision's
-    older processed/ files are there instead). Looks only: creates nothing."""
-    mnist = data_root(root) / "MNIST"
-    if all((mnist / "processed" / f).is_file() for f in ("training.pt", "test.pt")):
+TORCHVISION_CLASSES = {"MNIST": "MNIST", "FashionMNIST": "FashionMNIST"}  # folder name -> torchvision class
+SHOWN_AS = {"MNIST": "MNIST", "FashionMNIST": "Fashion-MNIST"}
+
+
+def mnist_files_missing(root: str | os.PathLike | None = None, folder: str = "MNIST") -> list[str]:
+    """The files torchvision needs that `<data_root>/<folder>/raw/` lacks (none when torchvision's
+    older processed/ files are there instead); `folder` is "MNIST" or "FashionMNIST". Looks only:
+    creates nothing."""
+    base = data_root(root) / folder
+    if all((base / "processed" / f).is_file() for f in ("training.pt", "test.pt")):
         return []
-    return [f for f in MNIST_RAW_FILES if not (mnist / "raw" / f).is_file()]
+    return [f for f in MNIST_RAW_FILES if not (base / "raw" / f).is_file()]
 
 
-def _download_mnist(path: Path) -> str | None:
-    """Download MNIST into `path` through torchvision; None on success, else the reason in one line.
-    A failed download leaves no folder behind that it created (no empty MNIST/raw/)."""
+def _download_mnist(path: Path, folder: str = "MNIST") -> str | None:
+    """Download MNIST (or Fashion-MNIST) into `path` through torchvision; None on success, else the
+    reason in one line. A failed download leaves no folder behind that it created (no empty raw/)."""
     import shutil
 
     import torchvision
 
-    # The topmost folder the download will create (torchvision makes <root>/MNIST/raw/ first).
-    created = next((p for p in (path, path / "MNIST", path / "MNIST" / "raw") if not p.exists()), None)
+    # The topmost folder the download will create (torchvision makes <root>/<folder>/raw/ first).
+    created = next((p for p in (path, path / folder, path / folder / "raw") if not p.exists()), None)
     try:
-        torchvision.datasets.MNIST(str(path), train=True, download=True)
+        getattr(torchvision.datasets, TORCHVISION_CLASSES[folder])(str(path), train=True, download=True)
         return None
     except (RuntimeError, OSError) as e:
         if created is not None:
@@ -52,34 +58,36 @@ def _download_mnist(path: Path) -> str | None:
         return lines[-1] if lines else type(e).__name__
 
 
-def require_mnist(root: str | os.PathLike | None = None, download: bool = True) -> Path:
-    """The data root once MNIST is readable there (downloaded first when absent and `download`);
-    else `DataNotFoundError` naming the expected layout and the settings that choose the root."""
+def require_mnist(root: str | os.PathLike | None = None, download: bool = True, folder: str = "MNIST") -> Path:
+    """The data root once MNIST (or Fashion-MNIST, `folder="FashionMNIST"`) is readable there
+    (downloaded first when absent and `download`); else `DataNotFoundError` naming the expected
+    layout and the settings that choose the root."""
     path = data_root(root)
-    missing = mnist_files_missing(path)
+    missing = mnist_files_missing(path, folder)
     tried = "downloading is off"
     if missing and download:
-        tried = f"downloading it failed: {_download_mnist(path) or 'files still missing'}"
-        missing = mnist_files_missing(path)
+        tried = f"downloading it failed: {_download_mnist(path, folder) or 'files still missing'}"
+        missing = mnist_files_missing(path, folder)
     if missing:
-        raw = path.resolve() / "MNIST" / "raw"
+        raw = path.resolve() / folder / "raw"
         lacks = "them" if len(missing) == len(MNIST_RAW_FILES) else ", ".join(missing)
         raise DataNotFoundError(
-            f"MNIST not found: torchvision's layout <root>/MNIST/raw/ holds {', '.join(MNIST_RAW_FILES)}, "
-            f"and {raw}/ lacks {lacks} ({tried}). Set the data root with "
+            f"{SHOWN_AS[folder]} not found: torchvision's layout <root>/{folder}/raw/ holds "
+            f"{', '.join(MNIST_RAW_FILES)}, and {raw}/ lacks {lacks} ({tried}). Set the data root with "
             f"{DATA_ROOT_SETTINGS}.")
     return path
 
 
 @functools.lru_cache(maxsize=4)
-def load_mnist(root: str | None = None, download: bool = True) -> tuple[torch.Tensor, ...]:
-    """Raw MNIST as uint8 tensors (x_train, y_train, x_test, y_test) from torchvision (see
-    `require_mnist` for where it is looked for and when it is downloaded)."""
+def load_mnist(root: str | None = None, download: bool = True, folder: str = "MNIST") -> tuple[torch.Tensor, ...]:
+    """Raw MNIST (or Fashion-MNIST) as uint8 tensors (x_train, y_train, x_test, y_test) from
+    torchvision (see `require_mnist` for where it is looked for and when it is downloaded)."""
     import torchvision
 
-    path = str(require_mnist(root, download))
-    train = torchvision.datasets.MNIST(path, train=True, download=False)
-    test = torchvision.datasets.MNIST(path, train=False, download=False)
+    path = str(require_mnist(root, download, folder))
+    cls = getattr(torchvision.datasets, TORCHVISION_CLASSES[folder])
+    train = cls(path, train=True, download=False)
+    test = cls(path, train=False, download=False)
     return train.data, train.targets, test.data, test.targets
 
 
