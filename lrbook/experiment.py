@@ -20,9 +20,13 @@ from .models import build_model, penultimate_activations
 from .record import SCHEMA_VERSION
 from .store import ResultStore, repo_root
 from .train import resolve_device, train
+from .vocabulary import PATCHED, SEGMENTED_BACKGROUND, STANDARD
 
 
 ARTEFACT_MAPS = 16  # attribution maps kept per run (Fig. 8 panels), as float16
+# Page 05 (Fig. 8, 35, 36) picks, among the test images whose maps every run keeps, those the high-LR
+# runs predict correctly more often than the low-LR ones: it keeps more maps, and every prediction.
+STANDARD_ARTEFACT_MAPS = 64
 
 
 def evaluate(model, data, cfg: RunConfig) -> tuple[dict, dict, dict]:
@@ -32,6 +36,8 @@ def evaluate(model, data, cfg: RunConfig) -> tuple[dict, dict, dict]:
     artefacts: dict = {}
     pred = predict(model, data.x_test)
     test = group_accuracies(pred, data.y_test, data.b_test)
+    if cfg.dataset in STANDARD + PATCHED:
+        artefacts["test_predictions"] = {"pred": pred.cpu().short().numpy(), "y": data.y_test.cpu().short().numpy()}
     if not data.has_bias:  # standard classification: no bias groups
         test = {"acc": test["acc"]}
     metrics.update({f"test_{k}": v for k, v in test.items()})
@@ -73,18 +79,32 @@ def evaluate(model, data, cfg: RunConfig) -> tuple[dict, dict, dict]:
         metrics["bsi"] = selectivity_index(feats, b_sub)
     metrics["class_separation"] = class_separation(feats, y_sub)
 
-    # Attribution shares on the dataset's regions (Double MNIST halves, MNIST-CIFAR blocks) for the
+    # Attribution shares on the dataset's regions (Double MNIST halves, MNIST-CIFAR blocks, MNIST's
+    # exact background, the patch) or on DeepLabV3's backgrounds (CIFAR, ImageNet: Fig. 10) for the
     # first test inputs; parity's come from the training probes instead.
-    if data.region_fn is not None and not cfg.attribution_n:
+    segmented = cfg.dataset in SEGMENTED_BACKGROUND
+    if segmented or (data.region_fn is not None and (not cfg.attribution_n or cfg.dataset in PATCHED)):
         n = 8 if cfg.scale == "smoke" else 200
         x, y = data.x_test[:n], data.y_test[:n]
         maps = attribution_map(model, x, y, n_steps=cfg.attribution_steps, baseline=data.attribution_baseline)
-        metrics.update({f"attr_{k}": v for k, v in region_shares(maps, data.regions(x)).items()})
+        if segmented:
+            from .backgrounds import SEGMENTER_INPUT, background_regions, background_share, configured_segmenter
+
+            regions, kept = background_regions(x, configured_segmenter(),
+                                               input_size=64 if cfg.scale == "smoke" else SEGMENTER_INPUT)
+            share, dropped = background_share(maps, regions["background"], kept)
+            metrics.update(attr_background=share, attr_background_dropped=dropped)
+        else:
+            metrics.update({f"attr_{k}": v for k, v in region_shares(maps, data.regions(x)).items()})
         metrics["attr_entropy"] = attribution_entropy(maps).mean().item()
-        k = min(ARTEFACT_MAPS, n)
+        k = min(STANDARD_ARTEFACT_MAPS if cfg.dataset in STANDARD + PATCHED else ARTEFACT_MAPS, n)
         artefacts["attribution_maps"] = {"maps": maps[:k].cpu().half().numpy(),
                                          "test_index": torch.arange(k).numpy(),
                                          "y": y[:k].cpu().numpy(), "b": data.b_test[:k].cpu().numpy()}
+        if cfg.dataset in STANDARD + PATCHED:  # the inputs themselves, to draw beside the maps (8 bits)
+            artefacts["attribution_maps"]["x"] = (x[:k].clamp(0, 1) * 255).round().byte().cpu().numpy()
+        if segmented:
+            artefacts["attribution_maps"]["background"] = regions["background"][:k].cpu().numpy()
     return metrics, curves, artefacts
 
 
@@ -117,6 +137,15 @@ def provenance(device: torch.device) -> dict:
             "platform": platform.platform(), "argv": sys.argv[:1], "numerics": numerics}
 
 
+def _segmenter_provenance(cfg: RunConfig) -> dict:
+    """Which DeepLabV3 computed a run's background share (CIFAR, ImageNet), else nothing."""
+    if cfg.dataset not in SEGMENTED_BACKGROUND:
+        return {}
+    from .backgrounds import segmenter_name
+
+    return {"segmenter": segmenter_name()}
+
+
 def make_record(cfg: RunConfig, data, outcome, metrics: dict | None, eval_curves: dict, device: torch.device,
                 started: dt.datetime, artefacts: dict | None = None) -> dict:
     """The stored record of one finished run (shared by single and packed training)."""
@@ -142,7 +171,8 @@ def make_record(cfg: RunConfig, data, outcome, metrics: dict | None, eval_curves
         "curves": {"per_epoch": outcome.curves, **eval_curves},
         "attribution_trace": outcome.attribution_trace,
         "artefacts": sorted(artefacts or {}),
-        "provenance": {**provenance(device), "started": started.isoformat(timespec="seconds"),
+        "provenance": {**provenance(device), **_segmenter_provenance(cfg),
+                       "started": started.isoformat(timespec="seconds"),
                        "finished": finished.isoformat(timespec="seconds"),
                        "seconds": round((finished - started).total_seconds(), 2),
                        "train_seconds": round(outcome.seconds, 2)},
@@ -161,6 +191,10 @@ def run_experiment(cfg: RunConfig, store: ResultStore | None = None, device="aut
     validate(cfg)
     if store is not None:
         store.check_writable()
+    if cfg.dataset in SEGMENTED_BACKGROUND:  # before training, not after it
+        from .backgrounds import require_configured_segmenter
+
+        require_configured_segmenter()
     device = resolve_device(device)
     started = dt.datetime.now(dt.timezone.utc)
     data = dataset_for(cfg, root=data_root).to(device)

@@ -463,3 +463,84 @@ def ba_bc_comparison(store, runs, low_lr=None, high_lr=None):
                             if final in ("low", "high") else ""))
     return pd.DataFrame(summary), "\n".join(sentences)
 
+
+
+# ------------------------------------------------------------------- Sec. 5, standard classification
+
+
+def missing_standard_cells(runs):
+    """The paper's Sec. 5 cells (CIFAR-10, CIFAR-100, ImageNet-1k with the page's model) without stored
+    runs, with why and where the paper shows them; its values there are only in figures (no table)."""
+    import pandas as pd
+
+    from .vocabulary import PAGE05_MODEL
+
+    shown = {"cifar10": "Fig. 8, 10, 35", "cifar100": "Fig. 8, 10, 36", "imagenet": "Fig. 11"}
+    rows = [{"cell": cell_title(d, PAGE05_MODEL[d]), "paper figures": fig,
+             "why no runs": "ImageNet-1k and GPUs not available on the build machine" if d == "imagenet"
+             else "CIFAR not available on the build machine"}
+            for d, fig in shown.items() if (d, PAGE05_MODEL[d]) not in stored_cells(runs)]
+    return pd.DataFrame(rows)
+
+
+def contrast_maps(store, runs, cell, k: int = 6) -> Figure:
+    """Fig. 8, 35, 36 for one cell of page 05: among the test images whose maps every run keeps, the `k`
+    that the high-LR runs predict correctly most often compared with the low-LR runs
+    (`classification.contrast_samples`), their maps at the low and the high LR (first seed)."""
+    from .classification import contrast_samples
+    from .plots import plot_contrast_maps
+
+    sub = select_runs(runs, cell, scale="all")
+    low_lr, high_lr, note = pick_lrs(sub)
+    ok = scored_runs(sub)
+    groups = {lr: [store.get(r) for r in ok[np.isclose(ok.lr, lr)].sort_values("seed").run_id] for lr in (low_lr, high_lr)}
+    have = {lr: [r for r in recs if store.has_artefact(r["run_id"], "test_predictions")
+                 and store.has_artefact(r["run_id"], "attribution_maps")] for lr, recs in groups.items()}
+    if not ok.lr.nunique() >= 2 or not all(have.values()):
+        return Figure("", notes=[f"{cell_title(*cell)}: no stored maps and predictions at two LRs yet."])
+    correct = {lr: np.stack([(lambda a: a["pred"] == a["y"])(store.get_artefact(r["run_id"], "test_predictions"))
+                             for r in recs]) for lr, recs in have.items()}
+    maps = {lr: store.get_artefact(recs[0]["run_id"], "attribution_maps") for lr, recs in have.items()}
+    n_kept = min(len(m["maps"]) for m in maps.values())
+    chosen = contrast_samples(correct[high_lr][:, :n_kept], correct[low_lr][:, :n_kept], k)
+    rates = {lr: correct[lr][:, chosen].mean(0) for lr in (low_lr, high_lr)}
+    data = dict(maps=maps, chosen=chosen, rates=rates, low_lr=low_lr, high_lr=high_lr)
+    seeds = {lr: len(recs) for lr, recs in have.items()}
+    caption = prose.figure_caption(
+        "Fig. 8, 35, 36", f"{cell_title(*cell)}: the {k} of the first {n_kept} test images that the LR {high_lr:g} runs "
+        f"({seeds[high_lr]} seeds) predict correctly most often compared with the LR {low_lr:g} runs "
+        f"({seeds[low_lr]} seeds); top: the image, then Integrated-Gradients maps of the first seed at each LR; "
+        "the titles give the share of runs at each LR that predict it correctly", ok[np.isclose(ok.lr, low_lr)
+                                                                                   | np.isclose(ok.lr, high_lr)])
+    return Figure(caption, data, plot_contrast_maps, [note] if note else [], runs=sub)
+
+
+def patch_dynamics(store, runs, cell) -> Figure:
+    """The patch experiment over training, for one patched cell: BA - BC accuracy on the shuffled-patch
+    test set at each attribution probe, per LR (mean over seeds), and when each run learned the patch
+    (`classification.learned_epoch`)."""
+    import pandas as pd
+
+    from .classification import learned_epoch, patch_gap_curve
+    from .plots import plot_patch_dynamics
+
+    sub = scored_runs(select_runs(runs, cell, scale="all"))
+    curves, rows = {}, []
+    for run in sub.sort_values(["lr", "seed"]).itertuples():
+        epochs, gap = patch_gap_curve(store.get(run.run_id).get("attribution_trace") or [])
+        if len(gap) == 0:
+            continue
+        curves.setdefault(run.lr, []).append((epochs, gap))
+        rows.append({"LR": run.lr, "seed": run.seed, "epochs trained": run.epochs,
+                     "largest BA − BC gap (points)": 100 * float(np.nanmax(gap)),
+                     "learned at epoch": learned_epoch(epochs, gap), "final gap (points)": 100 * float(gap[-1])})
+    if not curves:
+        return Figure("", notes=[f"{cell_title(*cell)}: no runs with probes over training yet."])
+    table = pd.DataFrame(rows).groupby("LR").agg(["mean", "std"]).drop(columns="seed").round(2)
+    table.columns = [f"{a} ({b})" if b == "std" else a for a, b in table.columns]
+    caption = prose.figure_caption(
+        "Patch experiment", f"{cell_title(*cell)}: BA − BC accuracy on the test set whose patches are shuffled across "
+        "classes (how much the network reads the patch) over training, per LR (line: one seed); 'learned at' is the "
+        "first probe at which the gap reaches half its maximum", sub)
+    return Figure(caption, curves, plot_patch_dynamics, runs=sub,
+                  tables={"Per LR, mean and sd over seeds": table.reset_index()})

@@ -327,3 +327,49 @@ def plot_intervention_dynamics(data: list, axes=None):
             ax.set_xlabel("epoch")
     axes[0, 0].figure.tight_layout()
     return axes[0, 0].figure
+
+
+def plot_contrast_maps(data: dict):
+    """Fig. 8, 35, 36 (page 05): for each chosen test image (columns) the image, then its map at the
+    low and the high LR (rows), each map scaled to its own maximum. `data`: `figures.contrast_maps`."""
+    import matplotlib.pyplot as plt
+
+    chosen, maps = data["chosen"], data["maps"]
+    lrs = (data["low_lr"], data["high_lr"])
+    fig, axes = plt.subplots(3, len(chosen), figsize=(1.6 * len(chosen) + 0.6, 5.4), squeeze=False)
+    for j, i in enumerate(chosen):
+        image = maps[lrs[0]]["x"][i]
+        axes[0, j].imshow(image[0] if image.shape[0] == 1 else image.transpose(1, 2, 0), cmap="gray")
+        axes[0, j].set_title(f"y={int(maps[lrs[0]]['y'][i])}", fontsize=8)
+        for row, lr in enumerate(lrs, start=1):
+            m = maps[lr]["maps"][i].astype(np.float32)
+            axes[row, j].imshow(m / max(float(m.max()), 1e-30), cmap="inferno", vmin=0, vmax=1)
+            axes[row, j].set_title(f"{100 * data['rates'][lr][j]:.0f}% correct", fontsize=8)
+    for ax in axes.ravel():
+        ax.set_xticks([])
+        ax.set_yticks([])
+    axes[0, 0].set_ylabel("image", fontsize=9)
+    for row, lr in enumerate(lrs, start=1):
+        axes[row, 0].set_ylabel(f"LR {lr:g}", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_patch_dynamics(curves: dict, ax=None):
+    """The patch experiment: BA - BC test accuracy (points) against epoch, one colour per LR, one line
+    per seed. `curves`: LR -> [(epochs, gap), ...] (`figures.patch_dynamics`)."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.4, 3.8))
+    colours = plt.cm.viridis(np.linspace(0, 0.9, len(curves)))
+    for colour, lr in zip(colours, sorted(curves)):
+        for k, (epochs, gap) in enumerate(curves[lr]):
+            ax.plot(np.maximum(epochs, 1e-2), 100 * gap, color=colour, lw=1.2, label=f"LR {lr:g}" if k == 0 else None)
+    ax.set_xscale("log")
+    ax.set_xlabel("epoch (log scale)")
+    ax.set_ylabel("BA − BC test accuracy (points)")
+    ax.axhline(0, color="grey", lw=0.6)
+    ax.legend(fontsize=8)
+    ax.figure.tight_layout()
+    return ax.figure

@@ -366,6 +366,8 @@ def records_to_frame(records: Iterable[dict], dedupe: bool = True, **filters):
         row.update({k: v for k, v in (r.get("metrics") or {}).items() if not isinstance(v, (dict, list))})
         if row.get("csi") is not None and row.get("bsi") is not None:  # vocabulary.SELECTIVITY_CHECKS
             row["csi_minus_bsi"] = row["csi"] - row["bsi"]
+        if row.get("test_ba_acc") is not None and row.get("test_bc_acc") is not None:  # the patch experiment
+            row["test_ba_minus_bc"] = row["test_ba_acc"] - row["test_bc_acc"]
         row.update(run_id=r["run_id"], status=r["status"], epochs=r.get("epochs"),
                    seconds=r.get("provenance", {}).get("seconds"), device=r.get("provenance", {}).get("device"))
         rows.append(row)

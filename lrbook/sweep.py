@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from .config import RunConfig, validate
 from .claims import ClaimBlocked
 from .store import ResultStore, stands_for
+from .vocabulary import STREAMED
 
 
 @dataclass
@@ -159,7 +160,12 @@ def run_one(cfg_dict: dict, store_root: str, device: str, data_root, threads: in
         with store.claimed(cfg.run_id, owner) as ok:
             if not ok:
                 return cfg.run_id, "stored" if store.has(cfg.run_id) else "claimed"
-            record = run_experiment(cfg, store=store, device=device, data_root=data_root, progress=progress)
+            if cfg.dataset in STREAMED:  # too large for memory: streamed, in this one process
+                from .distributed import train_streamed
+
+                record = train_streamed(cfg, store=store, data_root=data_root, device=device, progress=progress)
+            else:
+                record = run_experiment(cfg, store=store, device=device, data_root=data_root, progress=progress)
             return cfg.run_id, record["status"]
     except ClaimBlocked as e:
         return cfg.run_id, f"blocked: {e}"

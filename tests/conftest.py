@@ -2,7 +2,8 @@
 
 * torch uses one thread (the test machine's cores are shared with running sweeps);
 * every test session gets its own results store in a temporary folder ($LRBOOK_STORE), so no test
-  writes into the checkout's results/;
+  writes into the checkout's results/, and evaluates CIFAR / ImageNet backgrounds with an untrained
+  DeepLabV3 ($LRBOOK_SEGMENTER=untrained);
 * tests that need real MNIST carry the `mnist` marker and are skipped, with the reason, when it is
   absent (it lies at ../shared/data/MNIST/raw in this workplace, or wherever $LRBOOK_DATA says).
 """
@@ -54,6 +55,8 @@ def _session_store(tmp_path_factory):
     mp = pytest.MonkeyPatch()
     path = tmp_path_factory.mktemp("session_store")
     mp.setenv("LRBOOK_STORE", str(path))
+    # No test has DeepLabV3's real weights: CIFAR / ImageNet runs evaluate with an untrained one.
+    mp.setenv("LRBOOK_SEGMENTER", "untrained")
     yield path
     mp.undo()
 

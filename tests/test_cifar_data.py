@@ -1,9 +1,10 @@
-"""Tests of lrbook.data.cifar (MNIST-CIFAR and Corrupted CIFAR-10) on generated stand-ins.
+"""Tests of lrbook.data.cifar (CIFAR-10, CIFAR-100, MNIST-CIFAR, Corrupted CIFAR-10) on generated
+stand-ins.
 
-Real CIFAR-10 is not available here, so the tests write a small stand-in in torchvision's on-disk
-layout (cifar-10-batches-py/ with the python pickles) and a small stand-in MNIST (MNIST/raw/ idx
-files); every image is random, hence unique, so the tests can find where each built image came from.
-The snow corruption's ImageMagick blur is stubbed and frost gets synthetic photographs.
+Real CIFAR is not available here, so the tests write small stand-ins in torchvision's on-disk
+layouts (cifar-10-batches-py/ and cifar-100-python/ with the python pickles) and a small stand-in
+MNIST (MNIST/raw/ idx files); every image is random, hence unique, so the tests can find where each
+built image came from. The snow corruption's ImageMagick blur is stubbed and frost gets synthetic photographs.
 """
 from __future__ import annotations
 
@@ -49,6 +50,28 @@ def write_cifar_standin(root, seed=0):
                 pickle.dump({"batch_label": name, "data": rows[sl], "labels": y[sl].tolist()}, f, protocol=2)
     with open(folder / "batches.meta", "wb") as f:
         pickle.dump({"label_names": list(CD.CIFAR10_CLASSES), "num_cases_per_batch": 10}, f, protocol=2)
+    return raw
+
+
+def write_cifar100_standin(root, seed=2):
+    """200 train images (2 per fine class) and 100 test images (1 per class) in torchvision's
+    CIFAR-100 layout: cifar-100-python/ with the `train`, `test` and `meta` pickles."""
+    rng = np.random.default_rng(seed)
+    folder = root / "cifar-100-python"
+    folder.mkdir(parents=True)
+    raw = {}
+    for split, per_class in (("train", 2), ("test", 1)):
+        y = np.repeat(np.arange(100), per_class)
+        rng.shuffle(y)
+        x = rng.integers(0, 256, size=(len(y), 32, 32, 3), dtype=np.uint8)
+        raw[split] = (x, y)
+        rows = x.transpose(0, 3, 1, 2).reshape(len(y), 3072)
+        with open(folder / split, "wb") as f:
+            pickle.dump({"filenames": [f"{split}_{i}.png" for i in range(len(y))], "data": rows,
+                         "fine_labels": y.tolist(), "coarse_labels": (y // 5).tolist()}, f, protocol=2)
+    with open(folder / "meta", "wb") as f:
+        pickle.dump({"fine_label_names": [f"class_{c}" for c in range(100)],
+                     "coarse_label_names": [f"super_{c}" for c in range(20)]}, f, protocol=2)
     return raw
 
 
@@ -132,6 +155,92 @@ def test_missing_cifar_names_lrbook_data(tmp_path, monkeypatch):
         CD.make_corrupted_cifar10(n_train=10, n_test=10, download=True)
     with pytest.raises(FileNotFoundError, match="LRBOOK_DATA"):
         CD.make_mnist_cifar(n_train=10, n_test=10, download=True)
+
+
+# -------------------------------------------------- CIFAR-10 / CIFAR-100 as standard sets (Sec. 5)
+@pytest.fixture(scope="module")
+def cifar100_standin(tmp_path_factory):
+    root = tmp_path_factory.mktemp("standin100")
+    return root, write_cifar100_standin(root)
+
+
+def test_load_cifar100_reads_the_standin(cifar100_standin):
+    root, raw = cifar100_standin
+    x_tr, y_tr, x_te, y_te = CD.load_cifar100(root, download=False)
+    assert x_tr.dtype == torch.uint8 and tuple(x_tr.shape) == (200, 32, 32, 3)
+    assert tuple(x_te.shape) == (100, 32, 32, 3) and y_tr.dtype == torch.int64
+    np.testing.assert_array_equal(x_tr.numpy(), raw["train"][0])
+    np.testing.assert_array_equal(y_tr.numpy(), raw["train"][1])  # the fine labels
+    np.testing.assert_array_equal(x_te.numpy(), raw["test"][0])
+    np.testing.assert_array_equal(y_te.numpy(), raw["test"][1])
+    assert set(y_tr.tolist()) == set(range(100))
+
+
+@pytest.mark.parametrize("name", ["cifar10", "cifar100"])
+def test_standard_cifar_shapes_range_and_labels(name, standin, cifar100_standin):
+    root, raw = (standin[0], standin[1]) if name == "cifar10" else cifar100_standin
+    make = CD.make_cifar10 if name == "cifar10" else CD.make_cifar100
+    n_classes = 10 if name == "cifar10" else 100
+    ds = make(n_train=30, n_test=15, seed=5, root=root, download=False)
+    assert ds.name == name and ds.num_classes == n_classes and ds.input_shape == (3, 32, 32)
+    assert not ds.has_bias and ds.region_fn is None and ds.regions(ds.x_test) == {}
+    assert ds.params == dict(n_train=30, n_test=15)
+    for split, n in (("train", 30), ("test", 15)):
+        x, y, b = (getattr(ds, f"{k}_{split}") for k in "xyb")
+        assert x.dtype == torch.float32 and tuple(x.shape) == (n, 3, 32, 32)
+        assert 0 <= x.min() and x.max() <= 1
+        assert y.dtype == torch.int64 and torch.equal(b, y) and b.data_ptr() != y.data_ptr()
+        # each image is one of the split's raw images (CHW), distinct, with its raw label
+        u = to_uint8(x).transpose(0, 2, 3, 1)
+        rows = [find(raw[split][0], u[i]) for i in range(n)]
+        assert len(set(rows)) == n
+        np.testing.assert_array_equal(raw[split][1][rows], y.numpy())
+
+
+@pytest.mark.parametrize("name", ["cifar10", "cifar100"])
+def test_standard_cifar_subset_is_determined_by_the_seed(name, standin, cifar100_standin):
+    root = standin[0] if name == "cifar10" else cifar100_standin[0]
+    make = CD.make_cifar10 if name == "cifar10" else CD.make_cifar100
+    kw = dict(n_train=20, n_test=10, root=root, download=False)
+    a, b, c = make(seed=0, **kw), make(seed=0, **kw), make(seed=1, **kw)
+    for k in ("x_train", "y_train", "x_test", "y_test"):
+        assert torch.equal(getattr(a, k), getattr(b, k)), k
+    assert not torch.equal(a.x_train, c.x_train) and not torch.equal(a.x_test, c.x_test)
+    # the full split keeps the raw order
+    full = make(n_train=50 if name == "cifar10" else 200, n_test=10, seed=3, root=root, download=False)
+    raw_y = (CD.load_cifar10 if name == "cifar10" else CD.load_cifar100)(root, download=False)[1]
+    assert torch.equal(full.y_train, raw_y)
+    with pytest.raises(ConfigError, match="only"):
+        make(n_train=10_000, n_test=10, seed=0, root=root, download=False)
+
+
+def test_missing_cifar100_names_the_layout_and_lrbook_data(tmp_path, monkeypatch):
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no internet")
+
+    import torchvision.datasets.cifar as tv_cifar
+
+    monkeypatch.setattr(tv_cifar, "download_and_extract_archive", offline)
+    for download in (False, True):
+        with pytest.raises(FileNotFoundError, match="LRBOOK_DATA") as ei:
+            CD.load_cifar100(tmp_path / "nowhere", download=download)
+        msg = str(ei.value)
+        assert "CIFAR-100" in msg and "cifar-100-python" in msg and "cifar-10-batches-py" not in msg
+        assert str((tmp_path / "nowhere").resolve()) in msg
+    monkeypatch.setenv("LRBOOK_DATA", str(tmp_path / "env_root"))
+    with pytest.raises(FileNotFoundError, match="env_root"):
+        CD.make_cifar100(n_train=10, n_test=10, download=False)
+    with pytest.raises(FileNotFoundError, match="cifar-10-batches-py"):
+        CD.make_cifar10(n_train=10, n_test=10, download=False)
+
+
+def test_builders_are_found_by_name(standin, cifar100_standin):
+    from lrbook.data import make_dataset
+
+    ds = make_dataset("cifar100", seed=0, root=cifar100_standin[0], n_train=10, n_test=5, download=False)
+    assert ds.num_classes == 100 and tuple(ds.x_train.shape) == (10, 3, 32, 32)
+    ds = make_dataset("cifar10", seed=0, root=standin[0], n_train=10, n_test=5, download=False)
+    assert ds.num_classes == 10 and not ds.has_bias
 
 
 # ----------------------------------------------------------------------------- MNIST-CIFAR

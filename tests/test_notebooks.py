@@ -166,6 +166,7 @@ def test_synthetic_notebook_renders_a_store_without_trained_runs(tmp_path):
     ("02_semisynthetic", dict(model="vit"), "unknown model 'vit'; choose from fcn, cnn, resnet18"),
     ("06_mechanism", dict(scale="huge"), "unknown scale 'huge'; choose from smoke, cpu, paper"),
     ("04_hyperparameters", dict(intervention="dropout"), "unknown intervention 'dropout'; choose one of lr, high_lr_l2"),
+    ("05_imagenet", dict(dataset="svhn"), "unknown dataset 'svhn'; choose from imagenet, cifar10, cifar100, mnist"),
 ])
 def test_notebooks_reject_unknown_names_at_once(tmp_path, notebook, params, message):
     import papermill as pm
@@ -193,3 +194,47 @@ def test_status_page_warns_about_a_bad_record_and_still_renders(tmp_path):
     text = out.read_text()
     assert "1 runs in the store" in text
     assert "Warning: the store has 1 problem(s)" in text and "bad record 0123456789abcdef.json: not valid JSON" in text
+
+
+@pytest.mark.slow
+@pytest.mark.mnist
+def test_standard_classification_notebook_trains_missing_runs_then_renders(tmp_path, mnist_root):
+    """Page 05: `-p dataset mnist -p lrs [...]` and `-p dataset mnist_patch -p lr ...` train the FCN's
+    missing runs, then the page draws Fig. 10, 11, the contrast maps and the patch experiment."""
+    import papermill as pm
+
+    from lrbook import ResultStore
+
+    nb, out, store_dir = str(ROOT / "notebooks" / "05_imagenet.ipynb"), tmp_path / "out.ipynb", tmp_path / "store"
+    common = dict(seeds=[0], scale="smoke", device="cpu", store_dir=str(store_dir), data_root=str(mnist_root))
+    pm.execute_notebook(nb, str(out), cwd=str(ROOT / "notebooks"), progress_bar=False, kernel_name="python3",
+                        parameters=dict(dataset="mnist", lrs=[0.2, 0.4], **common))
+    assert "2 trained" in out.read_text()
+    pm.execute_notebook(nb, str(out), cwd=str(ROOT / "notebooks"), progress_bar=False, kernel_name="python3",
+                        parameters=dict(dataset="mnist_patch", lr=0.4, **common))
+    df = ResultStore(store_dir).to_frame()
+    assert sorted(zip(df.dataset, df.lr)) == [("mnist", 0.2), ("mnist", 0.4), ("mnist_patch", 0.4)]
+    assert set(df.model) == {"fcn"}
+    text = out.read_text()
+    assert "1 trained" in text and "**Fig. 10:**" in text and "**Fig. 11:**" in text
+    assert "**Fig. 8, 35, 36:** MNIST / FCN: the 6 of the first 8 test images" in text
+    assert "**Patch experiment:** MNIST + patch / FCN" in text
+    assert "ImageNet-1k and GPUs not available on the build machine" in text  # the paper's cells without runs
+
+
+@pytest.mark.slow
+def test_the_imagenet_command_without_imagenet_fails_at_once_saying_what_to_do(tmp_path):
+    """The user's own command, exactly as written (no output path: the notebook goes to stdout), on a
+    machine without ImageNet: it stops before training anything, naming the layout and the setting."""
+    import os
+    import subprocess
+    import sys
+
+    papermill = [sys.executable, "-m", "papermill"]
+    env = {**os.environ, "LRBOOK_DATA": str(tmp_path / "data"), "LRBOOK_STORE": str(tmp_path / "store")}
+    done = subprocess.run(papermill + ["notebooks/05_imagenet.ipynb", "-p", "lr", "0.1"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0
+    assert "ImageNet-1k not found" in done.stderr and "imagenet/train" in done.stderr and "$LRBOOK_DATA" in done.stderr
+    assert json.loads(done.stdout)["cells"]  # the executed notebook, on standard output
+    assert not (tmp_path / "store" / "runs").exists() or not list((tmp_path / "store" / "runs").iterdir())

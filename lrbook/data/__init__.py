@@ -22,7 +22,8 @@ import os
 from typing import Callable
 
 from ..config import ConfigError
-from ..vocabulary import CIFAR100_BASED, CIFAR_BASED, DATASET_FAMILIES, FASHION_MNIST_BASED, MNIST_BASED, STREAMED
+from ..vocabulary import (CIFAR100_BASED, CIFAR_BASED, DATASET_FAMILIES, FASHION_MNIST_BASED, MNIST_BASED,
+                          SEGMENTED_BACKGROUND, STREAMED)
 from .base import DATA_ROOT_SETTINGS, DataNotFoundError, SpuriousDataset
 from .mnist import require_mnist
 
@@ -70,6 +71,10 @@ def require_data(datasets, root: str | os.PathLike | None = None, download: bool
         from .imagenet import require_imagenet
 
         require_imagenet(root)
+    if any(d in SEGMENTED_BACKGROUND for d in names):  # their evaluation needs DeepLabV3's weights (Fig. 10)
+        from ..backgrounds import require_configured_segmenter
+
+        require_configured_segmenter()
     if any(d in CIFAR100_BASED for d in names):
         from .cifar import load_cifar100
 

@@ -6,16 +6,20 @@
 * `make_corrupted_cifar10`: Corrupted CIFAR-10 "Type0" (Nam et al. 2020). b = corruption type;
   corruption j (`lrbook.data.corruptions.CORRUPTIONS[j]`) is aligned with class j. The corrupted
   images are cached on disk under `<data_root>/lrbook_cache/` after the first build.
+* `make_cifar10`, `make_cifar100`: CIFAR-10 and CIFAR-100 themselves as standard classification
+  sets (paper Sec. 5): no bias label (`b` repeats `y`); their backgrounds come from DeepLabV3
+  (`lrbook.backgrounds`, Fig. 10), so they carry no `region_fn`.
 
 Both follow `lrbook.data.base`'s conventions: exactly round(r * n) bias-conflicting training samples,
 an unbiased test set (b uniform and independent of y), everything deterministic from `seed`.
 
 CIFAR-10 is read through torchvision's `CIFAR10` (layout `<root>/cifar-10-batches-py/` with
-`data_batch_1..5`, `test_batch`, `batches.meta`). CHOICE: torchvision verifies the md5 of every
-batch file when the dataset is opened, which rejects any stand-in with the real layout (the tests
-use one). `_CIFAR10Files` therefore replaces that check by "the files exist" plus a structural
-check of what was read (uint8 32x32x3 images, one label in 0..9 per image); downloading still goes
-through torchvision, whose download verifies the archive's md5.
+`data_batch_1..5`, `test_batch`, `batches.meta`), CIFAR-100 through its `CIFAR100` (layout
+`<root>/cifar-100-python/` with `train`, `test`, `meta`; the 100 fine labels). CHOICE: torchvision
+verifies the md5 of every file when the dataset is opened, which rejects any stand-in with the real
+layout (the tests use one). `_CIFAR10Files` / `_CIFAR100Files` therefore replace that check by "the
+files exist" plus a structural check of what was read (uint8 32x32x3 images, one label in range per
+image); downloading still goes through torchvision, whose download verifies the archive's md5.
 """
 from __future__ import annotations
 
@@ -38,6 +42,7 @@ from .mnist import load_mnist
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
                    "dog", "frog", "horse", "ship", "truck")
 CIFAR10_DIR = "cifar-10-batches-py"
+CIFAR100_DIR = "cifar-100-python"
 
 # Bump when the generation of Corrupted CIFAR-10 changes: old cache files are then ignored.
 _CACHE_VERSION = 1
@@ -47,12 +52,11 @@ _CACHE_VERSION = 1
 # Raw CIFAR-10
 
 
-def _cifar10_class():
-    import torchvision
+def _existence_checked(base):
+    """torchvision's `base` (CIFAR10 or CIFAR100) with the per-file md5 check replaced by an
+    existence check, and class names read leniently (numbered names when the meta file is odd)."""
 
-    class _CIFAR10Files(torchvision.datasets.CIFAR10):
-        """torchvision's CIFAR10 with the per-file md5 check replaced by an existence check."""
-
+    class _Files(base):
         def _check_integrity(self) -> bool:
             return all(os.path.isfile(os.path.join(self.root, self.base_folder, name))
                        for name, _ in self.train_list + self.test_list)
@@ -63,19 +67,40 @@ def _cifar10_class():
                 with open(path, "rb") as f:
                     self.classes = list(pickle.load(f, encoding="latin1")[self.meta["key"]])
             except (OSError, KeyError, pickle.UnpicklingError, EOFError):
-                self.classes = list(CIFAR10_CLASSES)
+                self.classes = (list(CIFAR10_CLASSES) if self.base_folder == CIFAR10_DIR
+                                else [str(c) for c in range(100)])
             self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
 
-    return _CIFAR10Files
+    _Files.__name__ = _Files.__qualname__ = f"_{base.__name__}Files"
+    return _Files
 
 
-def _missing_cifar(path: Path, why: str) -> FileNotFoundError:
+def _cifar10_class():
+    import torchvision
+
+    return _existence_checked(torchvision.datasets.CIFAR10)
+
+
+def _cifar100_class():
+    import torchvision
+
+    return _existence_checked(torchvision.datasets.CIFAR100)
+
+
+_LAYOUTS = {
+    "CIFAR-10": (CIFAR10_DIR, "data_batch_1 ... data_batch_5, test_batch, batches.meta",
+                 "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"),
+    "CIFAR-100": (CIFAR100_DIR, "train, test, meta",
+                  "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"),
+}
+
+
+def _missing_cifar(path: Path, why: str, which: str = "CIFAR-10") -> FileNotFoundError:
+    folder, files, url = _LAYOUTS[which]
     return FileNotFoundError(
-        f"CIFAR-10 not found under {path.resolve()} and could not be downloaded ({why}). Point "
-        f"LRBOOK_DATA (or data_root=) at a folder that holds {CIFAR10_DIR}/ in torchvision's layout "
-        f"(data_batch_1 ... data_batch_5, test_batch, batches.meta: the python pickles of "
-        "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz), or run once with internet access "
-        "to download it.")
+        f"{which} not found under {path.resolve()} and could not be downloaded ({why}). Point "
+        f"LRBOOK_DATA (or data_root=) at a folder that holds {folder}/ in torchvision's layout "
+        f"({files}: the python pickles of {url}), or run once with internet access to download it.")
 
 
 def load_cifar10(root=None, download: bool = True) -> tuple[torch.Tensor, ...]:
@@ -88,25 +113,69 @@ def load_cifar10(root=None, download: bool = True) -> tuple[torch.Tensor, ...]:
     return _load_cifar10(str(data_root(root).resolve()), bool(download))
 
 
+def load_cifar100(root=None, download: bool = True) -> tuple[torch.Tensor, ...]:
+    """Raw CIFAR-100 as tensors (x_train uint8 (N,32,32,3), y_train int64 fine labels 0..99,
+    x_test, y_test); as `load_cifar10`, from `<root>/cifar-100-python/`."""
+    return _load_cifar100(str(data_root(root).resolve()), bool(download))
+
+
 @functools.lru_cache(maxsize=2)
 def _load_cifar10(path: str, download: bool) -> tuple[torch.Tensor, ...]:
-    cls = _cifar10_class()
+    return _read_cifar(_cifar10_class(), "CIFAR-10", 10, path, download)
+
+
+@functools.lru_cache(maxsize=2)
+def _load_cifar100(path: str, download: bool) -> tuple[torch.Tensor, ...]:
+    return _read_cifar(_cifar100_class(), "CIFAR-100", 100, path, download)
+
+
+def _read_cifar(cls, which: str, num_classes: int, path: str, download: bool) -> tuple[torch.Tensor, ...]:
     try:
         train = cls(path, train=True, download=download)
         test = cls(path, train=False, download=download)
     except (RuntimeError, OSError, ValueError) as e:  # no files; URLError is an OSError
-        raise _missing_cifar(Path(path), f"{type(e).__name__}: {e}") from None
+        raise _missing_cifar(Path(path), f"{type(e).__name__}: {e}", which) from None
     out = []
     for split, ds in (("train", train), ("test", test)):
         x = np.ascontiguousarray(ds.data)
         y = np.asarray(ds.targets, dtype=np.int64)
         if x.dtype != np.uint8 or x.ndim != 4 or x.shape[1:] != (32, 32, 3) or len(y) != len(x):
-            raise ValueError(f"CIFAR-10 {split} split under {path} is malformed: images "
+            raise ValueError(f"{which} {split} split under {path} is malformed: images "
                              f"{x.shape} {x.dtype}, {len(y)} labels")
-        if len(y) and (y.min() < 0 or y.max() > 9):
-            raise ValueError(f"CIFAR-10 {split} labels under {path} fall outside 0..9")
+        if len(y) and (y.min() < 0 or y.max() > num_classes - 1):
+            raise ValueError(f"{which} {split} labels under {path} fall outside 0..{num_classes - 1}")
         out += [torch.from_numpy(x), torch.from_numpy(y)]
     return tuple(out)
+
+
+# --------------------------------------------------------------------------------------------
+# CIFAR-10 and CIFAR-100 as standard classification (Sec. 5)
+
+
+def _standard_cifar(name: str, load, num_classes: int, n_train: int, n_test: int, seed: int, root,
+                    download) -> SpuriousDataset:
+    x_tr, y_tr, x_te, y_te = load(root, download)
+    rng = np.random.default_rng(seed)
+    itr, ite = subset(len(y_tr), n_train, rng), subset(len(y_te), n_test, rng)
+
+    def images(raw, idx):  # uint8 (N, 32, 32, 3) -> float32 (n, 3, 32, 32) in [0, 1]
+        return raw[torch.from_numpy(idx)].permute(0, 3, 1, 2).float().div_(255).contiguous()
+
+    ytr, yte = y_tr[torch.from_numpy(itr)].clone(), y_te[torch.from_numpy(ite)].clone()
+    return SpuriousDataset(name, images(x_tr, itr), ytr, ytr.clone(), images(x_te, ite), yte, yte.clone(),
+                           num_classes=num_classes, params=dict(n_train=n_train, n_test=n_test),
+                           region_fn=None, has_bias=False)
+
+
+def make_cifar10(n_train=50000, n_test=10000, seed=0, root=None, download=True, **_) -> SpuriousDataset:
+    """CIFAR-10 (Krizhevsky 2009; paper Sec. 5), a random `n_train` / `n_test` subset of the
+    standard splits, float32 (N, 3, 32, 32) in [0, 1]; no bias label (`b` repeats `y`)."""
+    return _standard_cifar("cifar10", load_cifar10, 10, n_train, n_test, seed, root, download)
+
+
+def make_cifar100(n_train=50000, n_test=10000, seed=0, root=None, download=True, **_) -> SpuriousDataset:
+    """CIFAR-100 (Krizhevsky 2009; paper Sec. 5) with its 100 fine labels, as `make_cifar10`."""
+    return _standard_cifar("cifar100", load_cifar100, 100, n_train, n_test, seed, root, download)
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,0 +1,72 @@
+"""Analysis for page 05, standard classification (paper Sec. 5, Fig. 8, 10, 11, 35, 36) and the patch
+experiment beyond it (after Li et al. 2019): which test images to show, when the patch is learned, and
+whether each effect goes the way the paper claims."""
+from __future__ import annotations
+
+import numpy as np
+
+from .selection import scored_runs
+from .stats import bootstrap_spearman, spearman
+from .vocabulary import METRIC_LABELS
+
+# The direction the paper claims for each variable as LR grows (Sec. 5: accuracy, compressibility,
+# CSI and class separation rise; Fig. 10: attribution entropy and the background share fall). For
+# the patch experiment the same claim means less reliance on the patch: BA - BC accuracy on the
+# shuffled-patch test set and the attribution share inside the patch fall.
+CLAIMED_DIRECTION = {"test_acc": +1, "prunability": +1, "act_compressibility": +1, "csi": +1,
+                     "class_separation": +1, "attr_entropy": -1, "attr_background": -1,
+                     "test_ba_minus_bc": -1, "attr_patch": -1}
+MARKS = {"yes": "✓", "no": "✗", "unclear": "?"}
+
+
+def contrast_samples(correct_high: np.ndarray, correct_low: np.ndarray, k: int) -> np.ndarray:
+    """Supplement E ("Creation of attribution maps for CIFAR datasets"): the test images most likely to
+    be predicted correctly by the high-LR models compared with the low-LR ones. `correct_*`: bool
+    (runs, images). The paper keeps the images correct for [a share lost in our copy of the text] of
+    the high-LR and [lost] of the low-LR runs; we rank by the difference of the two shares, then by
+    the high-LR share, then by index, and return the first `k` indices."""
+    high, low = np.asarray(correct_high, float).mean(0), np.asarray(correct_low, float).mean(0)
+    order = np.lexsort((np.arange(len(high)), -high, -(high - low)))
+    return order[:k]
+
+
+def patch_gap_curve(trace: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+    """Epochs and BA - BC test accuracy at each attribution probe of one run (`attribution_trace`):
+    how much the model reads the patch over training."""
+    points = [p for p in trace if p.get("test_ba_acc") is not None and p.get("test_bc_acc") is not None]
+    return (np.array([p["epoch"] for p in points], float),
+            np.array([p["test_ba_acc"] - p["test_bc_acc"] for p in points], float))
+
+
+def learned_epoch(epochs: np.ndarray, gap: np.ndarray, share: float = 0.5) -> float:
+    """The first probe epoch at which the BA - BC gap reaches `share` of its maximum over training: when
+    the patch is learned. NaN when the gap never rises above 0."""
+    if len(gap) == 0 or not np.nanmax(gap) > 0:
+        return float("nan")
+    return float(epochs[np.argmax(gap >= share * np.nanmax(gap))])
+
+
+def trend_scores(runs, cells, metrics) -> "pd.DataFrame":
+    """One row per cell (its scored runs at the scale they were selected at): per metric the Spearman
+    correlation with LR, marked ✓ when its 95% seed-bootstrap interval lies on the side the paper
+    claims (`CLAIMED_DIRECTION`), ✗ on the other side, ? when it includes 0."""
+    import pandas as pd
+
+    from .vocabulary import cell_title
+
+    rows = []
+    for d, m in cells:
+        sub = scored_runs(runs[(runs.dataset == d) & (runs.model == m)])
+        if sub.empty:
+            continue
+        row = {"cell": cell_title(d, m), "scale": sub.scale.iloc[0], "runs used": len(sub), "LRs": sub.lr.nunique()}
+        for metric in metrics:
+            if metric not in sub or sub[metric].isna().all() or sub.lr.nunique() < 2:
+                continue
+            rho, (lo, hi) = spearman(sub.lr, sub[metric]), bootstrap_spearman(sub, metric)
+            sign = CLAIMED_DIRECTION[metric]
+            verdict = "yes" if sign * lo > 0 and sign * hi > 0 else "no" if sign * lo < 0 and sign * hi < 0 else "unclear"
+            arrow = "↑" if sign > 0 else "↓"
+            row[f"{METRIC_LABELS[metric]} ({arrow})"] = f"{MARKS[verdict]} {rho:+.2f} [{lo:+.2f}, {hi:+.2f}]"
+        rows.append(row)
+    return pd.DataFrame(rows)
