@@ -59,9 +59,11 @@ PAPER_ITEMS = (
     PaperItem("Fig. 6, 9, 20", "ResNet18: LR vs batch size, momentum, L1, L2, focal loss, ASAM",
               "04 hyperparameters", _TABLE_S2_CELLS, partial=_INTERVENTION_RUNS),
     PaperItem("Fig. 8, 10, 14, 35, 36", "CIFAR-10/100 attribution maps, entropy, background share",
-              "05 standard classification", blocked=_CIFAR),
+              "05 standard classification",
+              blocked=_CIFAR + "; page 05 shows the same analyses on MNIST and Fashion-MNIST meanwhile"),
     PaperItem("Fig. 11", "ImageNet-1k: the same LR effects", "05 standard classification",
-              blocked="ImageNet-1k is not available here and needs far more than this project's GPU time"),
+              blocked="ImageNet-1k is not available here and needs GPUs; its streamed, multi-GPU path "
+                      "(torchrun, lrbook.distributed) is tested on the CPU"),
     PaperItem("Prop. 1, 2", "BC share of the minibatch loss, and BC share of the subnetworks' gradients, "
               "as the logits grow", "06 mechanism",
               computed="evaluated numerically on constructed examples when the page is built; no runs needed"),

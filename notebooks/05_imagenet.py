@@ -171,5 +171,6 @@ if patched:
 # papermill notebooks/05_imagenet.ipynb out.ipynb -p dataset cifar10 -p train True -p device cuda
 # torchrun --nproc_per_node=8 -m lrbook.distributed --dataset imagenet --model resnet18 --lr 0.1 --seed 0 --scale paper
 # ```
-# Across nodes, add `--nnodes N --node-rank R --rdzv-endpoint HOST:PORT` to `torchrun`; each run's
-# record says how many processes trained it.
+# Across nodes, run the same command on every node with `--nnodes N --rdzv-id ID --rdzv-backend c10d
+# --rdzv-endpoint HOST:29400` (HOST: an address of the first node); the global batch stays 16, split
+# evenly over the processes, and each run's record says how many processes trained it.
