@@ -82,11 +82,14 @@ def require_segmenter() -> Path:
 def load_segmenter(weights: str | None = "default") -> nn.Module:
     """torchvision's DeepLabV3 (ResNet-50) in eval mode. `weights="default"`: its
     `DeepLabV3_ResNet50_Weights.DEFAULT`, read from torch hub's cache (`require_segmenter`; never
-    downloaded). `weights=None`: an untrained model of the same architecture (for tests)."""
+    downloaded). `weights=None`: an untrained model of the same architecture (for tests), always with
+    the same random weights."""
     from torchvision.models.segmentation import deeplabv3_resnet50
 
-    if weights is None:
-        model = deeplabv3_resnet50(weights=None, weights_backbone=None, num_classes=VOC_CLASSES, aux_loss=False)
+    if weights is None:  # the same random weights every time, drawn without touching the caller's RNG
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            model = deeplabv3_resnet50(weights=None, weights_backbone=None, num_classes=VOC_CLASSES, aux_loss=False)
     elif isinstance(weights, str) and weights.lower() == "default":
         path = require_segmenter()
         try:

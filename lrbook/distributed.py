@@ -134,8 +134,8 @@ def _broadcast(obj, world_size: int):
     return box[0]
 
 
-def train_streamed(cfg: RunConfig, store=None, data_root=None, device="auto", num_workers: int = 4,
-                   progress: bool = False, checkpoint_epochs: int | None = None) -> dict | None:
+def train_streamed(cfg: RunConfig, store=None, data_root=None, device="auto", num_workers: int | None = None,
+                   progress: bool = False, checkpoint_epochs: int | None = None, claimed: bool = False) -> dict | None:
     """Train and evaluate `cfg` (dataset `imagenet`, streamed) on this process's share of the job,
     store its record in `store` (rank 0) and return it on every rank.
 
@@ -174,11 +174,15 @@ def train_streamed(cfg: RunConfig, store=None, data_root=None, device="auto", nu
     test accuracy is `probe_test_acc`, its `train_acc` that of `eval_n` training images), while the
     other ranks wait (up to `PROCESS_GROUP_TIMEOUT` when this function made the process group).
 
-    A run the store already holds is returned as stored, without training. Raises `ConfigError`
+    A run the store already holds is returned as stored, without training. `claimed`: the caller
+    already holds the store's claim on the run (the sweep core, `sweep.run_one`), and releases it.
+    Raises `ConfigError`
     (also for missing data, `DataNotFoundError`) and `RunClaimedElsewhere` when another live process
     trains the same run. Returns the record on every rank (rank 0's, broadcast)."""
     import torch.distributed as dist
 
+    if num_workers is None:  # DataLoader workers per process: 4, or fewer on a machine with fewer cores
+        num_workers = min(4, os.cpu_count() or 1)
     image_size = check_streamable(cfg)
     launch = launch_from_env()
     per_process_batch = local_batch_size(cfg.batch_size, launch.world_size)
@@ -192,14 +196,14 @@ def train_streamed(cfg: RunConfig, store=None, data_root=None, device="auto", nu
         raise ConfigError(f"WORLD_SIZE is {launch.world_size} but the process group has {dist.get_world_size()} ranks")
     try:
         return _run(cfg, store, data_root, device, num_workers, progress, checkpoint_epochs, launch, image_size,
-                    per_process_batch, started)
+                    per_process_batch, started, claimed)
     finally:
         if made_group:
             dist.destroy_process_group()
 
 
 def _run(cfg, store, data_root, device, num_workers, progress, checkpoint_epochs, launch, image_size,
-         per_process_batch, started):
+         per_process_batch, started, claimed=False):
     from .checkpoint import TrainingCheckpoint, checkpoint_dir, checkpoint_every
 
     lead, world = launch.rank == 0, launch.world_size
@@ -208,7 +212,7 @@ def _run(cfg, store, data_root, device, num_workers, progress, checkpoint_epochs
         store.check_writable()
         if store.has(cfg.run_id):
             decision = ("stored", store.get(cfg.run_id))
-        elif not store.claim(cfg.run_id):
+        elif not claimed and not store.claim(cfg.run_id):
             decision = ("stored", store.get(cfg.run_id)) if store.has(cfg.run_id) else ("claimed", None)
     what, record = _broadcast(decision, world)
     if what == "stored":
@@ -227,7 +231,7 @@ def _run(cfg, store, data_root, device, num_workers, progress, checkpoint_epochs
             store.put(record)
             resume.remove()
     finally:
-        if lead and store is not None:
+        if lead and store is not None and not claimed:
             store.release(cfg.run_id)
     return _broadcast(record, world)
 

@@ -15,7 +15,7 @@ from .selection import (cells_with_scored_runs, cell_scales, low_high_records, p
                         select_runs, stored_cells, traced_lrs, with_logging)
 from .stats import bootstrap_spearman, spearman
 from .tables import comparison_table, format_summary, lr_summary
-from .vocabulary import (LR_EFFECT_METRICS, METRIC_LABELS, PRUNABILITY_READINGS, REPRESENTATION_METRICS,
+from .vocabulary import (EXACT_FOREGROUND, LR_EFFECT_METRICS, METRIC_LABELS, PRUNABILITY_READINGS, REPRESENTATION_METRICS,
                          SELECTIVITY_CHECKS, cell_title)
 
 
@@ -506,12 +506,14 @@ def contrast_maps(store, runs, cell, k: int = 6) -> Figure:
     rates = {lr: correct[lr][:, chosen].mean(0) for lr in (low_lr, high_lr)}
     data = dict(maps=maps, chosen=chosen, rates=rates, low_lr=low_lr, high_lr=high_lr)
     seeds = {lr: len(recs) for lr, recs in have.items()}
+    speckle = (" (maps from uniform-noise baselines, as on MNIST-like images, are speckled where the network is "
+               "sensitive to background pixels)") if cell[0] in EXACT_FOREGROUND else ""
     caption = prose.figure_caption(
         "Fig. 8, 35, 36", f"{cell_title(*cell)}: the {k} of the first {n_kept} test images that the LR {high_lr:g} runs "
-        f"({seeds[high_lr]} seeds) predict correctly most often compared with the LR {low_lr:g} runs "
-        f"({seeds[low_lr]} seeds); top: the image, then Integrated-Gradients maps of the first seed at each LR; "
-        "the titles give the share of runs at each LR that predict it correctly", ok[np.isclose(ok.lr, low_lr)
-                                                                                   | np.isclose(ok.lr, high_lr)])
+        f"({prose.plural(seeds[high_lr], 'seed')}) predict correctly most often compared with the LR {low_lr:g} runs "
+        f"({prose.plural(seeds[low_lr], 'seed')}); top: the image, then Integrated-Gradients maps of the first seed at "
+        f"each LR; the titles give the share of runs at each LR that predict it correctly{speckle}",
+        ok[np.isclose(ok.lr, low_lr) | np.isclose(ok.lr, high_lr)])
     return Figure(caption, data, plot_contrast_maps, [note] if note else [], runs=sub)
 
 

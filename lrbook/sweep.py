@@ -163,7 +163,8 @@ def run_one(cfg_dict: dict, store_root: str, device: str, data_root, threads: in
             if cfg.dataset in STREAMED:  # too large for memory: streamed, in this one process
                 from .distributed import train_streamed
 
-                record = train_streamed(cfg, store=store, data_root=data_root, device=device, progress=progress)
+                record = train_streamed(cfg, store=store, data_root=data_root, device=device, progress=progress,
+                                        claimed=True)
             else:
                 record = run_experiment(cfg, store=store, device=device, data_root=data_root, progress=progress)
             return cfg.run_id, record["status"]

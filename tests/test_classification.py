@@ -126,7 +126,7 @@ def test_contrast_maps_and_patch_dynamics_figures(tmp_path):
     fig = figures.contrast_maps(store, runs, ("mnist", "fcn"), k=3)
     assert fig.data["chosen"].tolist() == [2, 3, 0]
     assert fig.data["rates"][0.4].tolist() == [1.0, 0.5, 1.0] and fig.data["rates"][0.02].tolist() == [0.0, 0.0, 1.0]
-    assert "LR 0.4 runs (2 seeds)" in fig.caption and "first 5 test images" in fig.caption
+    assert "LR 0.4 runs (2 seeds)" in fig.caption and "speckled" in fig.caption and "first 5 test images" in fig.caption
     assert len(fig.plot(fig.data).axes) == 9
 
     trace = [{"epoch": e, "test_ba_acc": 0.5 + 0.1 * e, "test_bc_acc": 0.5} for e in range(4)]

@@ -200,3 +200,17 @@ def test_a_stopped_run_resumes_and_ends_as_an_uninterrupted_one(runs, tmp_path, 
     assert record["metrics"] == runs["record_one"]["metrics"]
     w_resumed, w_whole = _weights(store, cfg.run_id), _weights(runs["one"], cfg.run_id)
     assert all(torch.equal(w_resumed[k], w_whole[k]) for k in w_whole)
+
+
+def test_a_sweep_trains_an_imagenet_config_on_the_streamed_path(runs, tmp_path, monkeypatch):
+    """`python -m lrbook sweep imagenet ...` and the page's training cell go through the sweep core,
+    which hands streamed datasets to `train_streamed` (in its own process, world size 1)."""
+    from lrbook.sweep import run_sweep
+
+    monkeypatch.delenv("LRBOOK_CHECKPOINTS", raising=False)
+    store = ResultStore(tmp_path / "store")
+    report = run_sweep([tiny_config()], store, device="cpu", data_root=runs["data"], progress=False)
+    assert report.complete and store.has(runs["run_id"])
+    record = store.get(runs["run_id"])
+    assert record["provenance"]["world_size"] == 1 and record["metrics"] == runs["record_one"]["metrics"]
+    assert not store.lock_path(runs["run_id"]).exists()
