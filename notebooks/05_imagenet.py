@@ -105,7 +105,8 @@ show_table(missing_standard_cells(runs), "**The paper's datasets without stored 
 # One panel per cell with stored runs: test accuracy, prunability, activation compressibility, average
 # class selectivity (CSI) and class separation against LR, each normalised to [0, 1] as in the paper
 # (line: mean over seeds; band: one sd). The paper's Fig. 11 plots these for ImageNet-1k. Diverged and
-# under-trained runs, and LRs beyond the paper's range rule, are left out and counted.
+# under-trained runs, and LRs beyond the paper's range rule, are left out and counted. The accuracy is
+# labelled "unbiased" as on the other pages; here it is the accuracy on the standard test split.
 
 # %% tags=["hide-input"]
 show(lr_effect_panels(runs, standard, LR_EFFECT_METRICS + REPRESENTATION_METRICS, "Fig. 11",
