@@ -12,10 +12,11 @@ from .vocabulary import METRIC_LABELS
 # The direction the paper claims for each variable as LR grows (Sec. 5: accuracy, compressibility,
 # CSI and class separation rise; Fig. 10: attribution entropy and the background share fall). For
 # the patch experiment the same claim means less reliance on the patch: BA - BC accuracy on the
-# shuffled-patch test set and the attribution share inside the patch fall.
+# shuffled-patch test set, the attribution share inside the patch and the units' selectivity for the
+# patch's class (BSI) fall.
 CLAIMED_DIRECTION = {"test_acc": +1, "prunability": +1, "act_compressibility": +1, "csi": +1,
                      "class_separation": +1, "attr_entropy": -1, "attr_background": -1,
-                     "test_ba_minus_bc": -1, "attr_patch": -1}
+                     "test_ba_minus_bc": -1, "attr_patch": -1, "bsi": -1}
 MARKS = {"yes": "✓", "no": "✗", "unclear": "?"}
 
 
