@@ -40,11 +40,14 @@ def patch_gap_curve(trace: list[dict]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def learned_epoch(epochs: np.ndarray, gap: np.ndarray, share: float = 0.5) -> float:
-    """The first probe epoch at which the BA - BC gap reaches `share` of its maximum over training: when
-    the patch is learned. NaN when the gap never rises above 0."""
-    if len(gap) == 0 or not np.nanmax(gap) > 0:
+    """When the patch is learned: the first probe epoch from which the BA - BC gap stays at or above
+    `share` of its final value for the rest of training (a gap of a few points at initialisation is
+    noise of the small BA group, so a first crossing alone would mislead). NaN when the final gap
+    is not above 0."""
+    if len(gap) == 0 or not gap[-1] > 0:
         return float("nan")
-    return float(epochs[np.argmax(gap >= share * np.nanmax(gap))])
+    below = np.nonzero(gap < share * gap[-1])[0]
+    return float(epochs[below[-1] + 1] if len(below) else epochs[0])
 
 
 def trend_scores(runs, cells, metrics) -> "pd.DataFrame":

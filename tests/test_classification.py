@@ -32,8 +32,10 @@ def test_patch_gap_curve_and_learned_epoch():
              {"epoch": 3, "patch": 0.2}]  # a point without accuracies is skipped
     epochs, gap = patch_gap_curve(trace)
     assert epochs.tolist() == [0, 1, 2, 3] and np.allclose(gap, [0, 0.2, 0.4, 0.2])
-    assert learned_epoch(epochs, gap) == 1  # 0.2 >= half of the maximum 0.4
-    assert learned_epoch(epochs, gap, share=0.9) == 2
+    assert learned_epoch(epochs, gap) == 1  # from epoch 1 on the gap stays >= 0.1, half the final 0.2
+    assert learned_epoch(epochs, np.array([0.3, 0.0, 0.1, 0.2])) == 2  # a noisy start does not count
+    assert learned_epoch(epochs, np.array([0, .25, .5, .25]), share=1.0) == 1
+    assert learned_epoch(epochs, np.array([0.3, .3, .3, .2])) == 0
     assert np.isnan(learned_epoch(epochs, np.zeros(4)))
 
 
@@ -134,7 +136,8 @@ def test_contrast_maps_and_patch_dynamics_figures(tmp_path):
         _put(store, "mnist_patch", lr, 0, [1, 0], trace=trace, test_ba_acc=0.8, test_bc_acc=0.5)
     fig = figures.patch_dynamics(store, store.to_frame(), ("mnist_patch", "fcn"))
     table = fig.tables["Per LR, mean and sd over seeds"]
-    assert table["learned at epoch"].tolist() == [2.0, 2.0]  # 0.2 >= half of 0.3
+    assert table["learned at epoch"].tolist() == [2.0, 2.0]  # gaps 0, .1, .2, .3: from epoch 2 on >= .15
+    assert table["learned at (share of training)"].tolist() == [0.67, 0.67]  # 2 of the records' 3 epochs
     assert np.allclose(table["largest BA − BC gap (points)"], 30)
     assert fig.plot(fig.data) is not None
     assert "no stored maps" in figures.contrast_maps(store, store.to_frame(), ("fashion_mnist", "fcn")).notes[0]
