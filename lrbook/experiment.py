@@ -25,8 +25,17 @@ from .vocabulary import PATCHED, SEGMENTED_BACKGROUND, STANDARD
 
 ARTEFACT_MAPS = 16  # attribution maps kept per run (Fig. 8 panels), as float16
 # Page 05 (Fig. 8, 35, 36) picks, among the test images whose maps every run keeps, those the high-LR
-# runs predict correctly more often than the low-LR ones: it keeps more maps, and every prediction.
+# runs predict correctly more often than the low-LR ones: it keeps more maps, and every prediction;
+# for large images (ImageNet) only a few, so that a run's artefacts stay small enough to commit.
 STANDARD_ARTEFACT_MAPS = 64
+LARGE_IMAGE_MAPS, LARGE_IMAGE_PIXELS = 8, 64 * 64
+
+
+def maps_kept(cfg: RunConfig, x: torch.Tensor) -> int:
+    """How many attribution maps (and, on page 05, inputs) a run keeps as its artefact."""
+    if cfg.dataset not in STANDARD + PATCHED:
+        return ARTEFACT_MAPS
+    return LARGE_IMAGE_MAPS if x.shape[-1] * x.shape[-2] > LARGE_IMAGE_PIXELS else STANDARD_ARTEFACT_MAPS
 
 
 def evaluate(model, data, cfg: RunConfig) -> tuple[dict, dict, dict]:
@@ -97,7 +106,7 @@ def evaluate(model, data, cfg: RunConfig) -> tuple[dict, dict, dict]:
         else:
             metrics.update({f"attr_{k}": v for k, v in region_shares(maps, data.regions(x)).items()})
         metrics["attr_entropy"] = attribution_entropy(maps).mean().item()
-        k = min(STANDARD_ARTEFACT_MAPS if cfg.dataset in STANDARD + PATCHED else ARTEFACT_MAPS, n)
+        k = min(maps_kept(cfg, x), n)
         artefacts["attribution_maps"] = {"maps": maps[:k].cpu().half().numpy(),
                                          "test_index": torch.arange(k).numpy(),
                                          "y": y[:k].cpu().numpy(), "b": data.b_test[:k].cpu().numpy()}

@@ -153,3 +153,11 @@ def test_trend_scores_mark_the_claimed_direction(tmp_path):
     assert table["Unbiased test acc. (↑)"].iloc[0].startswith("✓ +0.98")
     assert table["Attribution entropy (↓)"].iloc[0].startswith("✓ -0.98")  # falls, as the paper claims
     assert table["runs used"].iloc[0] == 15
+
+
+def test_runs_keep_many_small_maps_and_few_large_ones():
+    from lrbook.experiment import maps_kept
+
+    assert maps_kept(make_config("mnist", "fcn", scale="smoke"), torch.zeros(1, 1, 28, 28)) == 64
+    assert maps_kept(make_config("imagenet", "resnet18", scale="smoke"), torch.zeros(1, 3, 224, 224)) == 8
+    assert maps_kept(make_config("double_mnist", "fcn", scale="smoke"), torch.zeros(1, 1, 28, 56)) == 16
