@@ -53,7 +53,8 @@ def learned_epoch(epochs: np.ndarray, gap: np.ndarray, share: float = 0.5) -> fl
 def trend_scores(runs, cells, metrics) -> "pd.DataFrame":
     """One row per cell (its scored runs at the scale they were selected at): per metric the Spearman
     correlation with LR, marked ✓ when its 95% seed-bootstrap interval lies on the side the paper
-    claims (`CLAIMED_DIRECTION`), ✗ on the other side, ? when it includes 0."""
+    claims (`CLAIMED_DIRECTION`), ✗ on the other side, ? when it includes 0 or when there is no
+    interval (one seed per LR)."""
     import pandas as pd
 
     from .vocabulary import cell_title
@@ -67,10 +68,13 @@ def trend_scores(runs, cells, metrics) -> "pd.DataFrame":
         for metric in metrics:
             if metric not in sub or sub[metric].isna().all() or sub.lr.nunique() < 2:
                 continue
-            rho, (lo, hi) = spearman(sub.lr, sub[metric]), bootstrap_spearman(sub, metric)
-            sign = CLAIMED_DIRECTION[metric]
+            sign, rho = CLAIMED_DIRECTION[metric], spearman(sub.lr, sub[metric])
+            label = f"{METRIC_LABELS[metric]} ({'↑' if sign > 0 else '↓'})"
+            lo, hi = bootstrap_spearman(sub, metric)
+            if not np.isfinite(lo):
+                row[label] = f"{MARKS['unclear']} {rho:+.2f} (no interval: one seed per LR)"
+                continue
             verdict = "yes" if sign * lo > 0 and sign * hi > 0 else "no" if sign * lo < 0 and sign * hi < 0 else "unclear"
-            arrow = "↑" if sign > 0 else "↓"
-            row[f"{METRIC_LABELS[metric]} ({arrow})"] = f"{MARKS[verdict]} {rho:+.2f} [{lo:+.2f}, {hi:+.2f}]"
+            row[label] = f"{MARKS[verdict]} {rho:+.2f} [{lo:+.2f}, {hi:+.2f}]"
         rows.append(row)
     return pd.DataFrame(rows)

@@ -40,13 +40,14 @@ def pearson(x, y) -> float:
 
 def bootstrap_spearman(df, metric: str, n_boot: int = 1000, seed: int = 0, by: str = "lr") -> tuple[float, float]:
     """95% interval of Spearman(`by`, metric), resampling seeds within each value of `by` (the LR,
-    or an intervention's hyperparameter)."""
+    or an intervention's hyperparameter). NaN when no value has two seeds: resampling one seed per
+    value gives back the same runs, a point rather than an interval."""
     from scipy.stats import rankdata
 
     rng = np.random.default_rng(seed)
     ok = df[np.isfinite(df[metric].to_numpy(float))]
     groups = [g[metric].to_numpy(float) for _, g in ok.groupby(by)]
-    if len(groups) < 2 or sum(len(g) for g in groups) < 3:
+    if len(groups) < 2 or sum(len(g) for g in groups) < 3 or all(len(g) < 2 for g in groups):
         return float("nan"), float("nan")
     x = np.concatenate([[v] * len(g) for v, g in zip(sorted(ok[by].unique()), groups)])
     y = np.concatenate([g[rng.integers(0, len(g), size=(n_boot, len(g)))] for g in groups], axis=1)

@@ -153,6 +153,8 @@ def test_trend_scores_mark_the_claimed_direction(tmp_path):
     assert table["Unbiased test acc. (↑)"].iloc[0].startswith("✓ +0.98")
     assert table["Attribution entropy (↓)"].iloc[0].startswith("✓ -0.98")  # falls, as the paper claims
     assert table["runs used"].iloc[0] == 15
+    one_seed = trend_scores(pd.DataFrame([r for r in rows if r["seed"] == 0]), [("mnist", "fcn")], ("test_acc",))
+    assert one_seed["Unbiased test acc. (↑)"].iloc[0] == "? +1.00 (no interval: one seed per LR)"
 
 
 def test_runs_keep_many_small_maps_and_few_large_ones():

@@ -343,6 +343,10 @@ def test_bootstrap_spearman_interval():
     assert 0.8 < lo <= hi <= 1.0
     lo, hi = bootstrap_spearman(lr_frame(sign=-1.0), "csi", n_boot=20)
     assert lo == pytest.approx(-1.0) and hi == pytest.approx(-1.0)
+    one_seed = lr_frame(noise=0.02).query("seed == 0")  # resampling one seed per LR gives no interval
+    assert all(map(math.isnan, bootstrap_spearman(one_seed, "test_acc", n_boot=20)))
+    mixed = lr_frame(noise=0.02).query("seed == 0 or lr == @LRS[0]")  # one LR with three seeds is enough
+    assert math.isfinite(bootstrap_spearman(mixed, "test_acc", n_boot=20)[0])
 
 
 def test_paper_lr_grid():
