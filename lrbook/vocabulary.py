@@ -29,7 +29,6 @@ FASHION_MNIST_BASED = ("fashion_mnist", "fashion_mnist_patch")  # read Fashion-M
 CIFAR_BASED = ("mnist_cifar", "corrupted_cifar10", "cifar10")  # read CIFAR-10
 CIFAR100_BASED = ("cifar100",)
 STREAMED = ("imagenet",)  # too large for device memory: DataLoader streaming, torchrun DDP (`lrbook.distributed`)
-UNBIASED = ("mnist", "fashion_mnist", "cifar10", "cifar100", "imagenet")  # no bias label: no BA/BC, BSI
 EXACT_FOREGROUND = ("mnist", "fashion_mnist") + PATCHED  # background = pixels at 0
 SEGMENTED_BACKGROUND = ("cifar10", "cifar100", "imagenet")  # background from DeepLabV3 (Sec. 5)
 
