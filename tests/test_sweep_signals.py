@@ -14,10 +14,14 @@ from pathlib import Path
 import pytest
 
 SWEEP = textwrap.dedent("""
+    import signal
     import sys
     from lrbook import ResultStore, make_config
     from lrbook.sweep import SweepInterrupted, run_sweep
 
+    # Ctrl-C as in a terminal, whatever disposition the test process passed on (an ignored SIGINT
+    # is inherited through exec, and then Python installs no KeyboardInterrupt handler)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     # smoke parity runs that stay below 100% training accuracy, so each one trains for seconds
     configs = [make_config("parity", "fcn", lr=lr, seed=s, scale="smoke", max_epochs=int(sys.argv[3]),
                            attribution_n=0, eval_n=50) for lr in (0.001,) for s in (0, 1, 2)]
