@@ -1,5 +1,5 @@
 """Command line: `python -m lrbook status [--json]`, `python -m lrbook sweep ...`,
-`python -m lrbook reevaluate [filters] [--from-curves]`."""
+`python -m lrbook reevaluate [filters] [--from-curves | --retrain]`."""
 from __future__ import annotations
 
 import argparse
@@ -98,6 +98,9 @@ def _main(argv=None) -> int:
     rev.add_argument("--run-id", nargs="+", metavar="RUN_ID")
     rev.add_argument("--from-curves", action="store_true",
                     help="no weights needed: add the prunability readings that the stored pruning curves allow")
+    rev.add_argument("--retrain", action="store_true",
+                    help="runs without saved weights: retrain each on the CPU (as it was trained) and keep its "
+                         "weights only if the retrain reproduces the stored record, then re-evaluate it")
     rev.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     rev.add_argument("--data-root", default=None,
                     help="folder holding MNIST/raw/ and cifar-10-batches-py/ (default: $LRBOOK_DATA or ./data)")
@@ -198,8 +201,21 @@ def _reevaluate(store, args) -> int:
             print(f"{r['run_id']}: {'added ' + ', '.join(keys) if keys else 'nothing to add'}")
         print(f"{added} of {len(chosen)} records updated from their stored curves")
         return 0
+    if args.retrain and args.from_curves:
+        raise ConfigError("--retrain and --from-curves exclude each other: choose one")
     _check_device(args.device)
     no_weights = [r for r in chosen if not weights_path(r["run_id"], store.root).is_file()]
+    if args.retrain:
+        from .experiment import retrain_for_weights
+
+        for r in list(no_weights):
+            diffs = retrain_for_weights(r, store, data_root=args.data_root)
+            if diffs:
+                print(f"{r['run_id']}: retrain did not reproduce the record, weights not kept: "
+                      f"{'; '.join(diffs[:5])}{' ...' if len(diffs) > 5 else ''}", file=sys.stderr)
+            else:
+                no_weights.remove(r)
+                print(f"{r['run_id']}: retrained, record reproduced, weights kept")
     skip = {r["run_id"] for r in no_weights}
     done = 0
     for r in chosen:
@@ -212,7 +228,7 @@ def _reevaluate(store, args) -> int:
     print(f"{done} of {len(chosen)} runs re-evaluated from their weights in {checkpoint_dir(store.root)}")
     if no_weights:
         print(f"skipped {len(no_weights)} runs without saved weights (trained before weights were kept, or "
-              f"elsewhere; `--from-curves` adds what their stored curves allow): "
+              f"elsewhere; `--retrain` retrains CPU runs, `--from-curves` adds what their stored curves allow): "
               f"{', '.join(r['run_id'] for r in no_weights)}", file=sys.stderr)
         return INCOMPLETE
     return 0

@@ -6,23 +6,25 @@ from __future__ import annotations
 import numpy as np
 
 from .paper import paper_row
-from .selection import scored_runs, select_runs
+from .selection import prunability_reading, scored_runs, select_runs
 from .stats import bootstrap_spearman, spearman
 from .vocabulary import METRIC_LABELS, S1_METRICS, SELECTIVITY_CHECKS
 
 AGREEMENT_MARKS = {"yes": "✓", "no": "✗", "unclear": "?", "n/a": "n/a"}
 
 
-def compare_with_paper(runs, dataset: str, model: str):
+def compare_with_paper(runs, dataset: str, model: str, presets_only: bool = True):
     """One row per Table S1 variable: the paper's min/max, ours (min/max over per-LR means, in the
     paper's units), Spearman(LR, metric) over runs with a seed-bootstrap 95% interval, and whether the
     direction agrees with the paper's claim that every variable rises with LR. Then two rows beyond
     the paper (`vocabulary.SELECTIVITY_CHECKS`): Avg. BSI (no claim: `agrees` is "n/a") and CSI − BSI,
     whose rise would show a shift from spurious to core features rather than more selectivity of
-    every kind. Only the cell's `scored_runs` count; `attrs["left_out"]` counts the others."""
+    every kind. Prunability is the cell's `selection.prunability_reading` (column `reading`). Only
+    the cell's `scored_runs` count; `attrs["left_out"]` counts the others. `presets_only=False`
+    scores runs of other dataset parameters too (one parity setting's runs, `lrbook.calibration`)."""
     import pandas as pd
 
-    cell = select_runs(runs, (dataset, model), scale="all")
+    cell = select_runs(runs, (dataset, model), scale="all", presets_only=presets_only)
     ok = scored_runs(cell)
     ref = paper_row(dataset, model)
     rows = []
@@ -30,6 +32,9 @@ def compare_with_paper(runs, dataset: str, model: str):
     variables += [(None, col, 1.0) for col in SELECTIVITY_CHECKS]
     for prefix, col, unit in variables:
         row = {"variable": METRIC_LABELS[col]}
+        if col == "prunability":
+            col = prunability_reading(ok)
+            row["reading"] = METRIC_LABELS[col]
         if ref is not None and prefix is not None:
             row.update(paper_min=ref[f"{prefix}_min"], paper_max=ref[f"{prefix}_max"])
         if not ok.empty and col in ok and ok[col].notna().any():
@@ -76,8 +81,8 @@ def scorecard(store=None, runs=None):
 
 def trend_summary(card):
     """One row per scorecard cell and scale (Sec. 5's "does each LR effect go the paper's way?"): runs
-    and LRs used, and per variable the Spearman correlation marked ✓ (interval above 0), ✗ (below) or ?
-    (includes 0)."""
+    and LRs used, per variable the Spearman correlation marked ✓ (interval above 0), ✗ (below) or ?
+    (includes 0), and which prunability reading the cell is scored with."""
     import pandas as pd
 
     from .vocabulary import cell_title
@@ -88,6 +93,10 @@ def trend_summary(card):
         for v, a, r in zip(t.variable, t.get("agrees", ["n/a"] * len(t)), t.get("spearman", [np.nan] * len(t))):
             a = a if isinstance(a, str) else "n/a"
             row[v] = f"{AGREEMENT_MARKS[a]} {r:+.2f}" if a != "n/a" else "n/a"
+        readings = t["reading"].dropna() if "reading" in t else ()
+        if len(readings):
+            row["prunability reading"] = ("global ranking" if readings.iloc[0] == METRIC_LABELS["prunability_global"]
+                                          else "per-layer share")
         rows.append(row)
     return pd.DataFrame(rows)
 

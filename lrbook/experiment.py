@@ -257,6 +257,74 @@ def reevaluate_run(record: dict, store: ResultStore, device="auto", data_root=No
     return updated
 
 
+def _values_differ(a, b, rtol: float) -> bool:
+    import math
+
+    if isinstance(a, dict) and isinstance(b, dict):
+        return any(_values_differ(a[k], b[k], rtol) for k in set(a) & set(b))
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) != len(b) or any(_values_differ(x, y, rtol) for x, y in zip(a, b))
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
+        if math.isnan(a) or math.isnan(b):
+            return not (math.isnan(a) and math.isnan(b))
+        return not math.isclose(a, b, rel_tol=rtol, abs_tol=1e-12)
+    return a != b
+
+
+def reproduction_differences(stored: dict, retrained: dict, rtol: float = 1e-6) -> list[str]:
+    """What a retrain of `stored` changed: status, epochs, and every metric and curve both records
+    hold (within `rtol`); empty when the retrain reproduced the record."""
+    diffs = [f"{k}: {stored.get(k)} -> {retrained.get(k)}" for k in ("status", "epochs")
+             if stored.get(k) != retrained.get(k)]
+    for part in ("metrics", "curves"):
+        old, new = stored.get(part) or {}, retrained.get(part) or {}
+        diffs += [f"{part}.{k}" for k in sorted(set(old) & set(new)) if _values_differ(old[k], new[k], rtol)]
+    return diffs
+
+
+def stored_threads(record: dict) -> int | None:
+    """The CPU thread count a stored run trained with (`provenance.device`: "cpu (x86_64, 1 threads)");
+    None for a GPU run."""
+    import re
+
+    found = re.search(r"^cpu \(.*?(\d+) threads\)", record.get("provenance", {}).get("device", ""))
+    return int(found.group(1)) if found else None
+
+
+def retrain_for_weights(record: dict, store: ResultStore, data_root=None, rtol: float = 1e-6) -> list[str]:
+    """Give a stored run that kept no weights its weights: retrain its config on the CPU, with the
+    thread count it trained with, in a scratch store, and keep the weights (in `store`'s checkpoint
+    folder) only if the retrain reproduces the stored record (`reproduction_differences`). Returns
+    the differences: empty means the weights were kept. The stored record is not changed."""
+    import shutil
+    import tempfile
+
+    from .checkpoint import weights_path
+
+    cfg = RunConfig.from_dict(record["config"])
+    threads, before = stored_threads(record), torch.get_num_threads()
+    if threads is None:
+        return [f"trained on {record.get('provenance', {}).get('device', 'an unknown device')}, not this CPU: "
+                "a CPU retrain would not reproduce it"]
+    with tempfile.TemporaryDirectory(prefix="lrbook-retrain-") as scratch:
+        torch.set_num_threads(threads)
+        try:
+            retrained = run_experiment(cfg, ResultStore(scratch), device="cpu", data_root=data_root,
+                                       checkpoint_epochs=0)
+        finally:
+            torch.set_num_threads(before)
+        diffs = reproduction_differences(record, retrained, rtol)
+        made, target = weights_path(cfg.run_id, scratch), weights_path(cfg.run_id, store.root)
+        if made.resolve() == target.resolve():  # $LRBOOK_CHECKPOINTS points both stores at one folder
+            if diffs:
+                made.unlink()
+        elif not diffs:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(made, target.with_suffix(".tmp"))
+            target.with_suffix(".tmp").replace(target)
+    return diffs
+
+
 def num_classes_of(config: dict) -> int:
     """The number of classes of a stored run's dataset (chance = 1 / this on the unbiased test set)."""
     from .vocabulary import NUM_CLASSES

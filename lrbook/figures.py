@@ -136,6 +136,51 @@ def prunability_readings(runs):
     return pd.DataFrame(rows)
 
 
+def parity_calibration(store, scale: str = "paper") -> Figure:
+    """Parity's difficulty against Table S1 (`lrbook.calibration`): every setting tried at the
+    paper's lowest parity LR, closest to Table S1's accuracy there first; and for every setting with
+    an LR sweep, its unbiased accuracy against LR (plot) and Table S1 beside ours (tables)."""
+    import pandas as pd
+
+    from .calibration import SETTING_FIELDS, calibration_table, paper_target, setting_runs
+    from .config import preset_dataset_params
+    from .plots import plot_parity_settings
+
+    runs = store.to_frame()
+    table = calibration_table(runs, scale)
+    lr, target = paper_target()
+    if table.empty:
+        return Figure("", notes=[f"**No parity runs at LR {lr:g} and scale `{scale}` are stored.**"])
+    preset = {f: preset_dataset_params("parity", "fcn", scale)[f] for f in SETTING_FIELDS}
+    is_preset = [all(np.isclose(float(r[f]), float(preset[f])) for f in SETTING_FIELDS) for _, r in table.iterrows()]
+    shown = pd.DataFrame({
+        "setting": table.setting, "seeds": table.seeds,
+        "unbiased acc. at LR 0.01": [f"{100 * a:.1f}%" + (f" ± {100 * sd:.1f}" if np.isfinite(sd) else "")
+                                     for a, sd in zip(table.test_acc, table.sd)],
+        "against Table S1": [f"{100 * g:+.1f} pts" for g in table.gap],
+        "epochs": [f"{e:.0f}" for e in table.epochs],
+        "the page's parity": ["yes (preset)" if p else "" for p in is_preset]})
+    tables = {f"Every setting tried at LR {lr:g} (scale `{scale}`), closest to Table S1's {100 * target:.2f}% first": shown}
+    swept = []
+    for (_, row), p in zip(table.iterrows(), is_preset):
+        sub = setting_runs(runs, {f: row[f] for f in SETTING_FIELDS}, scale)
+        sub = select_runs(sub, ("parity", "fcn"), scale="all", presets_only=False)
+        if sub.lr.nunique() >= 2:
+            name = row.setting + (" (the page's parity)" if p else "")
+            swept.append((name, sub))
+            if not scored_runs(sub).empty:
+                tables[f"Against Table S1: {name}"] = comparison_table(
+                    compare_with_paper(sub, "parity", "fcn", presets_only=False))
+    ref = paper_row("parity", "fcn")
+    caption = prose.figure_caption(
+        "Parity's difficulty", "unbiased test accuracy against LR for each parity setting with an LR sweep "
+        f"(mean ± sd over seeds); crosses: Table S1's lowest and highest parity accuracy, at LR {ref.lr_min:g} "
+        f"and {ref.lr_max:g} (the table gives only its range, so they mark the ends, not a curve)")
+    return Figure(caption, dict(swept=swept, paper=[(float(ref.lr_min), float(ref.test_acc_min) / 100),
+                                                    (float(ref.lr_max), float(ref.test_acc_max) / 100)]),
+                  plot_parity_settings if swept else None, tables=tables, runs=runs)
+
+
 def attribution_maps(store, runs, cell) -> Figure:
     """Fig. 8 for one cell of `FIG8_DATASETS`: the share of attribution on the spurious region per LR
     and the maps of the same test inputs at the lowest and highest LR."""

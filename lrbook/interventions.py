@@ -121,7 +121,10 @@ def intervention_runs(runs, dataset: str, model: str, intervention: str):
     batch-size intervention includes the plain run at the low LR (batch 100, its weakest setting)."""
     if len(runs) == 0:
         return runs.assign(hp=[])
-    cell = with_intervention_columns(runs[(runs.dataset == dataset) & (runs.model == model)])
+    from .selection import variant_runs
+
+    cell = runs[(runs.dataset == dataset) & (runs.model == model)]
+    cell = with_intervention_columns(cell[~variant_runs(cell)])
     low, high = fixed_lrs(dataset, model)
     own = {"lr": (), "high_lr_l2": ("weight_decay",), "l2": ("weight_decay",), "batch_size": ("batch_size",),
            "momentum": ("momentum",), "l1": ("l1_penalty",), "focal_loss": ("loss", "focal_gamma"),

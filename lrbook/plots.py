@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .selection import MIN_SCORED_TRAIN_ACC, scored_runs
+from .selection import MIN_SCORED_TRAIN_ACC, prunability_reading, scored_runs
 from .tables import lr_summary
 from .vocabulary import LR_EFFECT_METRICS, METRIC_LABELS
 COLORS = {"test_acc": "#1f77b4", "prunability": "#d62728", "act_compressibility": "#2ca02c",
@@ -39,6 +39,9 @@ def plot_lr_effects(df, metrics=LR_EFFECT_METRICS, ax=None, title=None, normalis
     if ax is None:
         _, ax = plt.subplots(figsize=(4.5, 3.2))
     shown = scored_runs(df) if scored_only and len(df) else df
+    if "prunability" in metrics and len(shown):  # the cell's reading (`selection.prunability_reading`)
+        reading = prunability_reading(shown)
+        metrics = tuple(reading if m == "prunability" else m for m in metrics)
     s = lr_summary(shown, metrics)
     s = s[s[[f"{m}_mean" for m in metrics]].notna().any(axis=1)]
     if s.empty:
@@ -50,8 +53,9 @@ def plot_lr_effects(df, metrics=LR_EFFECT_METRICS, ax=None, title=None, normalis
         mu, sd = s[f"{m}_mean"].to_numpy(float), s[f"{m}_sd"].fillna(0).to_numpy(float)
         lo, span = (np.nanmin(mu), np.nanmax(mu) - np.nanmin(mu)) if normalise else (0.0, 1.0)
         span = span if span > 0 else 1.0
-        ax.plot(s.lr, (mu - lo) / span, "o-", color=COLORS.get(m), label=METRIC_LABELS.get(m, m), ms=4)
-        ax.fill_between(s.lr, (mu - sd - lo) / span, (mu + sd - lo) / span, color=COLORS.get(m), alpha=0.15)
+        color = COLORS.get(m, COLORS["prunability"] if m.startswith("prunability") else None)
+        ax.plot(s.lr, (mu - lo) / span, "o-", color=color, label=METRIC_LABELS.get(m, m), ms=4)
+        ax.fill_between(s.lr, (mu - sd - lo) / span, (mu + sd - lo) / span, color=color, alpha=0.15)
     if normalise:  # a metric that barely moves has a tiny span: keep its sd band from swamping the axes
         ax.set_ylim(-0.35, 1.35)
     ax.set_xscale("log")
@@ -212,6 +216,27 @@ def plot_synthetic_cell(data: dict, axes=None):
         plot_attribution_trace(rec, ax=ax, which=which)
     axes[0].figure.tight_layout()
     return axes[0].figure
+
+
+def plot_parity_settings(data: dict, ax=None):
+    """`figures.parity_calibration`: unbiased accuracy (%) against LR per parity setting, Table S1's
+    two ends marked."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.5, 3.8))
+    for name, runs in data["swept"]:
+        s = lr_summary(scored_runs(runs), ("test_acc",))
+        ax.errorbar(s.lr, 100 * s.test_acc_mean, yerr=100 * s.test_acc_sd.fillna(0), marker="o", ms=4, capsize=3,
+                    label=name)
+    lrs, accs = zip(*data["paper"])
+    ax.plot(lrs, [100 * a for a in accs], "kx", ms=9, mew=2, ls="none", label="Table S1 (its min and max)")
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel("unbiased test accuracy (%)")
+    ax.legend(fontsize=8)
+    ax.figure.tight_layout()
+    return ax.figure
 
 
 def plot_cell_panels(data: dict, axes=None):

@@ -64,10 +64,47 @@ def beyond_lr_range(runs):
     return pd.Series(mask, index=runs.index)
 
 
+def variant_runs(runs):
+    """Row mask: runs whose dataset parameters differ from their cell's preset
+    (`config.preset_dataset_params`), e.g. parity's calibration settings. A parameter a record does
+    not hold (stored before it existed) counts as the preset's."""
+    import pandas as pd
+
+    from .config import preset_dataset_params
+
+    mask = np.zeros(len(runs), dtype=bool)
+    if len(runs) and {"dataset", "model", "scale"} <= set(runs.columns):
+        for (d, m, s), pos in runs.groupby(["dataset", "model", "scale"], sort=False).indices.items():
+            for key, want in preset_dataset_params(d, m, s).items():
+                column = f"data.{key}"
+                if column not in runs:
+                    continue
+                have = runs[column].iloc[pos]
+                if isinstance(want, (int, float)) and not isinstance(want, bool):
+                    values = pd.to_numeric(have, errors="coerce").to_numpy(float)
+                    differs = ~np.isnan(values) & ~np.isclose(values, float(want))
+                else:
+                    differs = (have.notna() & (have != want)).to_numpy()
+                mask[pos[differs]] = True
+    return pd.Series(mask, index=runs.index)
+
+
 def scored_runs(runs):
     """The runs a comparison with the paper uses: not diverged, not `under_trained`, and within the
     paper's LR range rule (`beyond_lr_range`)."""
     return runs[(runs.status != "diverged") & ~under_trained(runs) & ~beyond_lr_range(runs)]
+
+
+def prunability_reading(runs) -> str:
+    """The prunability column one cell is scored and plotted with: the chosen reading,
+    `prunability_global` (argued on the Definitions page), when every evaluated run of `runs` has it;
+    else the per-layer `prunability` that every run records (the global reading needs the weights,
+    which runs trained before they were kept lack: `python -m lrbook reevaluate --retrain`). Never a
+    mix of the two within a cell."""
+    evaluated = runs[runs.status != "diverged"] if "status" in runs else runs
+    if "prunability_global" in evaluated and len(evaluated) and evaluated.prunability_global.notna().all():
+        return "prunability_global"
+    return "prunability"
 
 
 def complete_lrs(runs) -> int:
@@ -97,20 +134,23 @@ def cell_scales(runs) -> list[str]:
     return [] if first is None else [first] + [s for s in SCALE_PREFERENCE if s != first and s in set(runs.scale)]
 
 
-def select_runs(runs, cells=None, scale: str | None = "best", scored: bool = False):
+def select_runs(runs, cells=None, scale: str | None = "best", scored: bool = False, presets_only: bool = True):
     """The runs that count, from a store frame `runs` (`ResultStore.to_frame()`).
 
     `cells`: (dataset, model) pairs, one pair, or None for every stored cell. `scale`: "best" (each
     cell at its `best_scale`; None means the same), "all" (every stored scale), or a scale name.
     `scored`: leave out the runs no comparison uses (`scored_runs`). Rows keep the frame's order
     within a cell; cells come in the order asked for (None: vocabulary order). Only the LR sweeps'
-    runs count (`interventions.plain_runs`); Sec. 5's interventions select theirs with
-    `interventions.intervention_runs`."""
+    runs count (`interventions.plain_runs`, at the cell's preset dataset parameters: not
+    `variant_runs`, unless `presets_only` is False); Sec. 5's interventions select theirs with
+    `interventions.intervention_runs`, parity's calibration with `calibration.setting_runs`."""
     from .interventions import plain_runs
 
     if runs is None or len(runs) == 0:
         return runs.iloc[0:0] if runs is not None and len(runs.columns) else _empty()
     runs = plain_runs(runs)
+    if presets_only:
+        runs = runs[~variant_runs(runs)]
     if cells is None:
         cells = sorted(set(zip(runs.dataset, runs.model)), key=cell_order)
     elif isinstance(cells, tuple) and len(cells) == 2 and isinstance(cells[0], str):

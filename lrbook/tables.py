@@ -61,7 +61,9 @@ def comparison_table(comparison):
     rows = []
     for _, r in comparison.iterrows():
         rho = r.get("spearman", np.nan)
-        rows.append({"variable": r.variable, "paper": span(r, "paper_min", "paper_max"),
+        reading = r.get("reading")
+        variable = reading if isinstance(reading, str) else r.variable
+        rows.append({"variable": variable, "paper": span(r, "paper_min", "paper_max"),
                      "ours": span(r, "ours_min", "ours_max"),
                      "Spearman [95% interval]": "—" if pd.isna(rho) else
                      f"{rho:+.2f} [{r.ci_low:+.2f}, {r.ci_high:+.2f}]",

@@ -60,8 +60,8 @@ METRIC_LABELS = {"test_acc": "Unbiased test acc.", "prunability": "Prunability",
                  "attr_entropy": "Attribution entropy", "attr_background": "Background attribution share",
                  "attr_patch": "Attribution share in the patch", "test_ba_minus_bc": "Patch reliance (BA − BC acc.)"}
 # Every reading of prunability a run records (`metrics.prunability_candidates`); the Definitions page
-# argues for `prunability_global`; the scorecard scores `prunability` until the cells have the
-# global reading (it needs the weights, so only runs trained since it was added have it).
+# argues for `prunability_global`, which the scorecard and the LR-effect panels use in every cell
+# whose runs all have it (`selection.prunability_reading`), and `prunability` elsewhere.
 PRUNABILITY_READINGS = ("prunability", "prunability_global", "prunability_chance_corrected",
                         "prunability_global_chance_corrected", "prunability_to_half", "prunability_global_to_half",
                         "prunability_magnitude", "prunability_bn_batch", "prunability_bn_batch_chance_corrected",

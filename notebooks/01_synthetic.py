@@ -33,8 +33,9 @@
 #   moons sit top-left/bottom-right and stars top-right/bottom-left, except for the BC samples.
 #   4000 / 4000 samples, the same FCN.
 #
-# Both use $r = 5\%$ (our choice: the paper's text available to this project does not give the BC
-# ratio of the synthetic sets; see {ref}`definitions-choices`), SGD with a constant LR,
+# The paper's text available to this project does not give the BC ratio of the synthetic sets.
+# Parity uses $r = 3\%$, calibrated to Table S1 (section *Parity's difficulty* below); moon-star
+# uses $r = 5\%$ (see {ref}`definitions-choices`). Both train with SGD at a constant LR,
 # batch 100, no momentum or weight decay, until 100% training accuracy. The test sets are unbiased:
 # the spurious label is drawn independently of the class, so about half of each test set is BC.
 # Exact definitions: {ref}`definitions-datasets` (items 1 and 2) and {ref}`definitions-metrics` on
@@ -49,6 +50,7 @@ dataset = "all"  # "parity", "moon_star" or "all"
 lr = None  # train this LR's missing runs (e.g. -p lr 0.05), then render
 lrs = None  # or a list of LRs to train
 train = False  # True: train the missing runs of the paper's LR grid
+calibrate = False  # True: train the missing runs of parity's calibration (below), at paper scale
 seeds = [0, 1, 2]
 scale = "paper"  # "smoke" (seconds), "cpu" or "paper"; the synthetic tasks run at paper scale on a CPU
 device = "auto"  # "cpu", "cuda" or "auto"
@@ -64,7 +66,9 @@ from IPython.display import display
 from lrbook import ResultStore
 from lrbook.book import show, show_table, train_missing
 from lrbook.config import check_names
-from lrbook.figures import synthetic_cell
+from lrbook.calibration import calibration_plan
+from lrbook.figures import parity_calibration, synthetic_cell
+from lrbook.sweep import run_sweep
 from lrbook.plots import lr_explorer
 from lrbook.selection import select_runs
 from lrbook.tables import run_table
@@ -83,6 +87,8 @@ store = ResultStore(store_dir)
 to_train = [lr] if lr is not None else list(lrs or []) + (list(SYNTHETIC_LRS) if train else [])
 print(train_missing(store, [(d, "fcn") for d in DATASETS], to_train, seeds, scale, workers=workers, device=device,
                     data_root=data_root))
+if calibrate:
+    print("parity calibration:", run_sweep(calibration_plan(), store, workers=workers, device=device))
 
 # %% [markdown]
 # ## Parity (Fig. 3)
@@ -102,6 +108,27 @@ print(train_missing(store, [(d, "fcn") for d in DATASETS], to_train, seeds, scal
 # %% tags=["hide-input"]
 if "parity" in DATASETS:
     show(synthetic_cell(store, "parity", scale, "Fig. 3"))
+
+# %% [markdown]
+# ## Parity's difficulty, calibrated to Table S1
+#
+# The paper does not state parity's core degree $k$, spurious degree $m$, number of noise bits or
+# BC ratio $r$ (our copy of its text lost the symbols: "binary vectors of size [..] and [..]",
+# "bias-conflicting sample ratios as [..] and [..]"). The setting we started from (10 bits per
+# block, $k = 4$, $m = 2$, $r = 5\%$, from REPRODUCTION_SPEC) proved much easier than the paper's: at
+# its lowest LR (0.01) the paper's FCN reaches 55.31% unbiased accuracy, barely above chance. We calibrate on that one number
+# only: first one knob at a time from our setting (seed 0), towards a harder core ($k = 5$), a
+# stronger shortcut ($m = 1$, $r = 1\%$) or more noise (34 noise bits), then finer steps of the knob
+# whose steps bracket the target, with three seeds where they come close. The rest of Table S1's
+# parity row (its high-LR accuracy, prunability, compressibility, CSI, class separation) is not fitted: it
+# tests the calibrated setting. The first table lists every setting tried at LR 0.01; then, for every
+# setting with a full LR sweep, Table S1 beside ours. The page's parity (Fig. 3 above, the
+# scorecard) is the setting marked *preset*; why it is that one: {ref}`definitions-choices`.
+# `-p calibrate True` trains whatever of this calibration the store lacks.
+
+# %% tags=["hide-input"]
+if "parity" in DATASETS and scale == "paper":
+    show(parity_calibration(store, scale))
 
 # %% [markdown]
 # ## Moon-star (Fig. 15)

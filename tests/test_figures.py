@@ -115,3 +115,39 @@ def test_mechanism_runs_drops_cells_without_scored_runs(store):
 def test_prop1_table_hand_computed():
     t = figures.prop1_table(scales=(0,), bc_fractions=(0.05,))
     assert t.to_dict("records") == [{"BC fraction": "5%", "s = 0": 0.05}]
+
+
+def test_parity_calibration_lists_every_setting_and_compares_each_swept_one(tmp_path):
+    """Issue 15, part 6: the calibration table at the paper's lowest parity LR, closest to Table S1's
+    55.31% first, the preset marked; every setting with an LR sweep gets its own Table S1 comparison,
+    and the page's LR sweep (presets only) never mixes in a calibration run."""
+    from lrbook.calibration import SPEC_SETTING, calibration_configs
+
+    s = ResultStore(tmp_path / "store")
+
+    def put_setting(setting, lr, seed, acc):
+        cfg = calibration_configs([setting], seeds=(seed,), lr=lr)[0]
+        s.put({"run_id": cfg.run_id, "config": cfg.to_dict(), "status": "converged", "epochs": 200, "steps": 2e4,
+               "metrics": {"test_acc": acc, "train_acc": 1.0, "prunability": lr, "act_compressibility": lr},
+               "curves": {}})
+
+    calibrated = dict(SPEC_SETTING, bc_ratio=0.03)  # the preset
+    harder = dict(SPEC_SETTING, bc_ratio=0.01)
+    for seed, acc in enumerate((0.54, 0.56)):  # the preset, swept over two LRs
+        put_setting(calibrated, 0.01, seed, acc)
+        put_setting(calibrated, 0.75, seed, acc + 0.3)
+    for seed, acc in enumerate((0.72, 0.74, 0.76)):  # the spec's setting, swept over two LRs
+        put_setting(SPEC_SETTING, 0.01, seed, acc)
+        put_setting(SPEC_SETTING, 0.75, seed, acc + 0.2)
+    put_setting(harder, 0.01, 0, 0.5)  # a calibration step at LR 0.01 only
+    fig = figures.parity_calibration(s)
+    table = fig.tables["Every setting tried at LR 0.01 (scale `paper`), closest to Table S1's 55.31% first"]
+    assert table.setting.tolist() == ["k=4, m=2, 14 noise bits, r=3%", "k=4, m=2, 14 noise bits, r=1%",
+                                      "k=4, m=2, 14 noise bits, r=5%"]
+    assert table["unbiased acc. at LR 0.01"].tolist() == ["55.0% ± 1.4", "50.0%", "74.0% ± 2.0"]
+    assert table["against Table S1"].tolist() == ["-0.3 pts", "-5.3 pts", "+18.7 pts"]
+    assert table["the page's parity"].tolist() == ["yes (preset)", "", ""]
+    swept = ["k=4, m=2, 14 noise bits, r=3% (the page's parity)", "k=4, m=2, 14 noise bits, r=5%"]
+    assert [k for k in fig.tables if k.startswith("Against Table S1")] == [f"Against Table S1: {n}" for n in swept]
+    assert [name for name, _ in fig.data["swept"]] == swept
+    assert len(select_runs(s.to_frame(), ("parity", "fcn"), scale="paper")) == 4  # the others are variants

@@ -73,3 +73,51 @@ def test_from_curves_adds_only_what_the_stored_curves_allow(two_runs, capsys):
     assert "prunability_global" not in new["metrics"]
     assert set(new["metric_versions"]) == {"prunability_chance_corrected", "prunability_to_half"}
     assert reevaluate_from_curves(new) is new, "nothing more to add"
+
+
+def test_retrain_gives_a_run_its_weights_when_it_reproduces_the_record(two_runs, capsys):
+    """`--retrain`: a run stored without weights (trained before they were kept) is retrained on the
+    CPU; the retrain reproduces the record, so its weights are kept and the run is re-evaluated."""
+    import torch
+
+    store, (_, b), (_, rec_b) = two_runs
+    original = torch.load(weights_path(b.run_id, store.root), weights_only=False)["state_dict"]
+    weights_path(b.run_id, store.root).unlink()
+    old = json.loads(store.path(b.run_id).read_text())
+    del old["metrics"]["prunability_global"]  # a record of before the global reading
+    store.put(old)
+    assert main(["--store", str(store.root), "reevaluate", "--lr", "0.2", "--retrain", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert f"{b.run_id}: retrained, record reproduced, weights kept" in out and f"{b.run_id}: re-evaluated" in out
+    kept = torch.load(weights_path(b.run_id, store.root), weights_only=False)["state_dict"]
+    assert all(torch.equal(kept[k], original[k]) for k in original)
+    assert store.get(b.run_id)["metrics"]["prunability_global"] == rec_b["metrics"]["prunability_global"]
+
+
+def test_a_retrain_that_differs_from_the_record_keeps_no_weights(two_runs, capsys):
+    store, (_, b), _ = two_runs
+    weights_path(b.run_id, store.root).unlink()
+    old = json.loads(store.path(b.run_id).read_text())
+    old["metrics"]["test_acc"] += 0.01  # as if trained by other code or on another machine
+    store.put(old)
+    before = store.path(b.run_id).read_text()
+    assert main(["--store", str(store.root), "reevaluate", "--lr", "0.2", "--retrain", "--device", "cpu"]) == INCOMPLETE
+    err = capsys.readouterr().err
+    assert "retrain did not reproduce the record, weights not kept: metrics.test_acc" in err
+    assert not weights_path(b.run_id, store.root).exists()
+    assert store.path(b.run_id).read_text() == before
+
+
+def test_reproduction_differences_and_threads_on_hand_made_records():
+    from lrbook.experiment import reproduction_differences, stored_threads
+
+    stored = {"status": "converged", "epochs": 7, "metrics": {"a": 0.5, "b": float("nan"), "only_old": 1.0},
+              "curves": {"per_epoch": {"loss": [1.0, 0.5]}}}
+    same = {"status": "converged", "epochs": 7, "metrics": {"a": 0.5 * (1 + 1e-9), "b": float("nan"), "new": 2.0},
+            "curves": {"per_epoch": {"loss": [1.0, 0.5]}}}
+    assert reproduction_differences(stored, same) == []
+    other = {"status": "converged", "epochs": 8, "metrics": {"a": 0.5001, "b": 0.0},
+             "curves": {"per_epoch": {"loss": [1.0, 0.5, 0.4]}}}
+    assert reproduction_differences(stored, other) == ["epochs: 7 -> 8", "metrics.a", "metrics.b", "curves.per_epoch"]
+    assert stored_threads({"provenance": {"device": "cpu (x86_64, 1 threads)"}}) == 1
+    assert stored_threads({"provenance": {"device": "NVIDIA H100 80GB HBM3"}}) is None

@@ -75,3 +75,45 @@ def test_every_prunability_reading_a_cell_has_is_listed_with_its_trend():
     assert table.loc["Prunability", "Spearman with LR [95%]"] == "-1.00 [-1.00, -1.00]"
     assert table.loc["Prunability (global ranking)", "runs"] == 6
     assert table.loc["Prunability (global ranking)", "per-LR mean"] == "0.500 to 0.800"
+
+
+def test_runs_with_other_dataset_parameters_are_variants_left_out_of_the_lr_sweeps():
+    """Parity's calibration runs (`lrbook.calibration`) share the cell's (dataset, model, scale) but
+    not its preset dataset parameters: `select_runs` leaves them out, `variant_runs` names them."""
+    import pandas as pd
+
+    from lrbook.selection import select_runs, variant_runs
+
+    base = dict(dataset="parity", model="fcn", scale="paper", status="converged", train_acc=1.0, test_acc=0.7,
+                **{"data.core_bits": 4, "data.spurious_bits": 2, "data.bits_per_block": 10, "data.bc_ratio": 0.05})
+    runs = pd.DataFrame([dict(base, run_id="preset", lr=0.01, seed=0),
+                         dict(base, run_id="harder", lr=0.01, seed=0, **{"data.core_bits": 6}),
+                         dict(base, run_id="rarer", lr=0.01, seed=0, **{"data.bc_ratio": 0.01}),
+                         dict(base, run_id="older", lr=0.01, seed=1, **{"data.bits_per_block": float("nan")})])
+    assert variant_runs(runs).tolist() == [False, True, True, False]
+    assert sorted(select_runs(runs, ("parity", "fcn"), scale="all").run_id) == ["older", "preset"]
+
+
+def test_the_scorecard_scores_the_global_reading_only_where_every_run_has_it():
+    """Part 1 of issue 15: the chosen reading (`prunability_global`) is scored in a cell whose runs all
+    have it; a cell where one run lacks it is scored with the per-layer reading, never a mix."""
+    from lrbook.compare import trend_summary
+    from lrbook.selection import prunability_reading
+    from lrbook.tables import comparison_table
+
+    df = runs([(lr, s, "converged", 0.5) for lr in (0.01, 0.1, 1.0) for s in range(3)], model="fcn")
+    df["prunability"] = [0.3, 0.3, 0.3, 0.2, 0.2, 0.2, 0.1, 0.1, 0.1]  # falls with LR
+    df["prunability_global"] = [0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.9, 0.95, 1.0]  # rises
+    assert prunability_reading(df) == "prunability_global"
+    table = compare_with_paper(df, "colored_mnist", "fcn").set_index("variable")
+    row = table.loc["Prunability"]
+    assert row.reading == "Prunability (global ranking)" and row.spearman > 0.9 and np.isclose(row.ours_max, 0.95)
+    assert comparison_table(compare_with_paper(df, "colored_mnist", "fcn")).variable[1] == "Prunability (global ranking)"
+    card = compare_with_paper(df, "colored_mnist", "fcn").assign(dataset="colored_mnist", model="fcn", scale="cpu",
+                                                                  runs=9, left_out=0)
+    assert trend_summary(card)["prunability reading"].tolist() == ["global ranking"]
+
+    df.loc[8, "prunability_global"] = np.nan  # one run trained before weights were kept
+    assert prunability_reading(df) == "prunability"
+    row = compare_with_paper(df, "colored_mnist", "fcn").set_index("variable").loc["Prunability"]
+    assert row.reading == "Prunability" and row.spearman < -0.9 and np.isclose(row.ours_max, 0.3)
