@@ -78,3 +78,41 @@ def trend_scores(runs, cells, metrics) -> "pd.DataFrame":
             row[label] = f"{MARKS[verdict]} {rho:+.2f} [{lo:+.2f}, {hi:+.2f}]"
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------------------------
+# Frequency bands (beyond the paper, after Sadrtdinov et al. 2024's frequency-band feature
+# importance): accuracy on test images that keep a single band of 2-D spatial frequencies.
+
+FREQUENCY_BANDS = 8
+
+
+def band_mask(height: int, width: int, band: int, n_bands: int = FREQUENCY_BANDS):
+    """Boolean (height, width) mask over `torch.fft.fft2`'s frequencies: those whose radius
+    sqrt(fy² + fx²), in cycles per pixel and divided by its largest value sqrt(0.5² + 0.5²), lies in
+    [band / n_bands, (band + 1) / n_bands); the last band also holds radius 1. Band 0 holds the
+    constant term. The bands partition the spectrum, so the band-limited images sum to the image."""
+    import torch
+
+    if not 0 <= band < n_bands:
+        raise ValueError(f"band must be in 0..{n_bands - 1}, got {band}")
+    fy, fx = torch.fft.fftfreq(height), torch.fft.fftfreq(width)
+    radius = torch.sqrt(fy[:, None] ** 2 + fx[None, :] ** 2) / (0.5 ** 2 + 0.5 ** 2) ** 0.5
+    scaled = (radius * n_bands).floor().clamp(max=n_bands - 1)
+    return scaled == band
+
+
+def keep_band(x, band: int, n_bands: int = FREQUENCY_BANDS):
+    """`x` (..., H, W) with every spatial frequency outside `band` removed (real part of the inverse
+    FFT of the masked spectrum)."""
+    import torch
+
+    mask = band_mask(x.shape[-2], x.shape[-1], band, n_bands).to(x.device)
+    return torch.fft.ifft2(torch.fft.fft2(x) * mask).real.to(x.dtype)
+
+
+def band_accuracies(model, x, y, n_bands: int = FREQUENCY_BANDS) -> list[float]:
+    """Accuracy of `model` on `x` reduced to each single frequency band (`keep_band`), low to high."""
+    from .metrics import predict
+
+    return [(predict(model, keep_band(x, b, n_bands)) == y).float().mean().item() for b in range(n_bands)]

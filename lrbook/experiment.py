@@ -51,6 +51,10 @@ def evaluate(model, data, cfg: RunConfig) -> tuple[dict, dict, dict]:
         test = {"acc": test["acc"]}
     metrics.update({f"test_{k}": v for k, v in test.items()})
     metrics["train_acc"] = (predict(model, data.x_train) == data.y_train).float().mean().item()
+    if cfg.dataset in STANDARD and data.x_test.dim() == 4:  # page 05, beyond the paper: one frequency band kept
+        from .classification import band_accuracies
+
+        metrics.update({f"test_acc_band{b}": a for b, a in enumerate(band_accuracies(model, data.x_test, data.y_test))})
 
     curves = {"prune_fractions": list(PRUNE_FRACTIONS)}
     for method in ("structured", "magnitude", "structured_global"):

@@ -593,3 +593,33 @@ def patch_dynamics(store, runs, cell) -> Figure:
         "first probe from which the gap stays at or above half its final value", sub)
     return Figure(caption, curves, plot_patch_dynamics, runs=sub,
                   tables={"Per LR, mean and sd over seeds": table.reset_index()})
+
+
+def frequency_bands(runs, cell) -> Figure:
+    """Beyond the paper (after Sadrtdinov et al. 2024): test accuracy on images that keep one band of
+    2-D spatial frequencies (`classification.keep_band`), low to high, per LR (mean over seeds), and
+    per band the Spearman correlation of LR with that accuracy (seed-bootstrap 95% interval)."""
+    import pandas as pd
+
+    from .classification import FREQUENCY_BANDS
+    from .plots import plot_frequency_bands
+
+    columns = [f"test_acc_band{b}" for b in range(FREQUENCY_BANDS)]
+    sub = scored_runs(select_runs(runs, cell, scale="best"))
+    if sub.empty or not set(columns) <= set(sub.columns) or sub[columns].isna().all(axis=None):
+        return Figure("", notes=[f"{cell_title(*cell)}: no run has band accuracies yet (new runs record them; "
+                                 f"`python -m lrbook reevaluate --dataset {cell[0]}` adds them from saved weights)."])
+    sub = sub.dropna(subset=columns)
+    means = sub.groupby("lr")[columns].mean()
+    rows = []
+    for b, col in enumerate(columns):
+        rho = spearman(sub.lr, sub[col])
+        lo, hi = bootstrap_spearman(sub, col) if sub.lr.nunique() >= 2 else (np.nan, np.nan)
+        rows.append({"band": b, "accuracy at the lowest LR": f"{100 * means[col].iloc[0]:.1f}%",
+                     "at the highest LR": f"{100 * means[col].iloc[-1]:.1f}%",
+                     "Spearman with LR [95%]": f"{rho:+.2f} [{lo:+.2f}, {hi:+.2f}]" if np.isfinite(rho) else "—"})
+    caption = prose.figure_caption(
+        "Frequency bands", f"{cell_title(*cell)}: test accuracy on images reduced to one of {FREQUENCY_BANDS} rings "
+        "of 2-D spatial frequency (band 0 holds the constant term, band 7 the highest frequencies), one line per LR "
+        "(mean over seeds); chance is 10%", sub)
+    return Figure(caption, means, plot_frequency_bands, runs=sub, tables={"Per band": pd.DataFrame(rows)})

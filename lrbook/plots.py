@@ -11,7 +11,10 @@ from .tables import lr_summary
 from .vocabulary import LR_EFFECT_METRICS, METRIC_LABELS
 COLORS = {"test_acc": "#1f77b4", "prunability": "#d62728", "act_compressibility": "#2ca02c",
           "csi": "#9467bd", "class_separation": "#ff7f0e", "max_bc_loss_ratio": "#8c564b",
-          "core": "#2ca02c", "spurious": "#d62728", "noise": "#7f7f7f"}
+          "core": "#2ca02c", "spurious": "#d62728", "noise": "#7f7f7f",
+          # page 05's panels (`vocabulary.ATTRIBUTION_METRICS`, `PATCH_METRICS`): a colour of their own each
+          "test_ba_minus_bc": "#e377c2", "attr_patch": "#17becf", "bsi": "#bcbd22", "attr_entropy": "#8c564b",
+          "attr_background": "#7f7f7f", "csi_minus_bsi": "#393b79"}
 
 
 def _say_why_empty(ax, text: str, title=None):
@@ -378,6 +381,24 @@ def plot_contrast_maps(data: dict):
         axes[row, 0].set_ylabel(f"LR {lr:g}", fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def plot_frequency_bands(means, ax=None):
+    """`figures.frequency_bands`: accuracy (%) against frequency band, one line per LR (low LRs
+    light, high LRs dark). `means`: per-LR rows of the band accuracies."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.5, 3.8))
+    colors = plt.cm.viridis_r(np.linspace(0.15, 0.95, len(means)))
+    for (lr, row), color in zip(means.iterrows(), colors):
+        ax.plot(range(len(row)), 100 * row.to_numpy(float), "o-", ms=4, color=color, label=f"LR {lr:g}")
+    ax.set_xlabel("frequency band kept (0: lowest)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_xticks(range(len(means.columns)))
+    ax.legend(fontsize=8)
+    ax.figure.tight_layout()
+    return ax.figure
 
 
 def plot_patch_dynamics(curves: dict, ax=None):

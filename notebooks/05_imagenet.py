@@ -70,7 +70,7 @@ from lrbook.book import lrs_to_train, show, show_table, train_missing
 from lrbook.classification import trend_scores
 from lrbook.config import check_names
 from lrbook.data import require_data
-from lrbook.figures import contrast_maps, lr_effect_panels, missing_standard_cells, patch_dynamics
+from lrbook.figures import contrast_maps, frequency_bands, lr_effect_panels, missing_standard_cells, patch_dynamics
 from lrbook.selection import select_runs, stored_cells
 from lrbook.vocabulary import (ATTRIBUTION_METRICS, LR_EFFECT_METRICS, PAGE05_LRS, PAGE05_MODEL, PATCH_METRICS,
                                PATCHED, REPRESENTATION_METRICS, STANDARD, STANDARD_CELLS, STANDARD_LRS)
@@ -148,6 +148,20 @@ show(lr_effect_panels(runs, patched, PATCH_METRICS, "Patch experiment",
                       "test accuracy, BA − BC accuracy, attribution share in the patch and BSI (patch class) against LR"))
 for cell in patched:
     show(patch_dynamics(store, runs, cell))
+
+# %% [markdown]
+# ## Which spatial frequencies the networks read (beyond the paper)
+# After Sadrtdinov et al. (2024), who compare models trained with different LRs by the frequency bands
+# their features come from: each test image is reduced to one ring of its 2-D Fourier spectrum (8
+# rings of equal width in frequency radius, band 0 holding the constant term), and the trained
+# network classifies the result. A network whose accuracy survives in a band reads features there.
+# The paper makes no claim about this, so nothing here is scored against it; the table gives, per
+# band, the Spearman correlation of LR with the band's accuracy. Exact definition:
+# `lrbook.classification.keep_band`.
+
+# %% tags=["hide-input"]
+for cell in standard:
+    show(frequency_bands(runs, cell))
 
 # %% [markdown]
 # ## Does each effect go the paper's way?

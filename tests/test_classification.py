@@ -104,6 +104,8 @@ def test_an_mnist_run_records_no_bias_metrics_and_keeps_maps_and_predictions(tmp
     assert len(pred["pred"]) == 500 and np.isclose((pred["pred"] == pred["y"]).mean(), m["test_acc"])
     maps = store.get_artefact(cfg.run_id, "attribution_maps")
     assert maps["maps"].shape == (8, 28, 28) and maps["x"].dtype == np.uint8 and maps["x"].shape == (8, 1, 28, 28)
+    bands = [m[f"test_acc_band{b}"] for b in range(8)]
+    assert all(0 <= a <= 1 for a in bands) and "test_acc_band8" not in m
 
 
 def _put(store, dataset, lr, seed, correct, trace=(), **metrics):
@@ -163,3 +165,49 @@ def test_runs_keep_many_small_maps_and_few_large_ones():
     assert maps_kept(make_config("mnist", "fcn", scale="smoke"), torch.zeros(1, 1, 28, 28)) == 64
     assert maps_kept(make_config("imagenet", "resnet18", scale="smoke"), torch.zeros(1, 3, 224, 224)) == 8
     assert maps_kept(make_config("double_mnist", "fcn", scale="smoke"), torch.zeros(1, 1, 28, 56)) == 16
+
+
+def test_frequency_bands_partition_the_spectrum_and_isolate_a_cosine():
+    from lrbook.classification import band_mask, keep_band
+
+    x = torch.randn(3, 1, 28, 28)
+    assert torch.allclose(sum(keep_band(x, b) for b in range(8)), x, atol=1e-5)
+    masks = torch.stack([band_mask(28, 28, b) for b in range(8)])
+    assert (masks.sum(0) == 1).all() and masks[0, 0, 0]  # each frequency in one band; the constant in band 0
+    # cos(2 pi 7 col / 28): radius (7 / 28) / sqrt(0.5) = 0.354, so band floor(8 * 0.354) = 2
+    cosine = torch.cos(2 * torch.pi * 7 * torch.arange(28) / 28).repeat(28, 1)[None, None]
+    assert torch.allclose(keep_band(cosine, 2), cosine, atol=1e-5)
+    assert all(keep_band(cosine, b).abs().max() < 1e-5 for b in range(8) if b != 2)
+    with pytest.raises(ValueError, match="band must be in 0..7"):
+        band_mask(28, 28, 8)
+
+
+def test_band_accuracies_of_a_model_that_reads_mean_brightness():
+    """Class 1 iff the pixel sum is positive: on constant images only band 0 (the constant term)
+    keeps the evidence; every other band leaves zeros, a tie that argmax gives to class 0."""
+    from lrbook.classification import band_accuracies
+
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 2))
+    with torch.no_grad():
+        model[1].weight.copy_(torch.stack([torch.zeros(16), torch.ones(16)]))
+        model[1].bias.zero_()
+    x = torch.ones(4, 1, 4, 4)
+    assert band_accuracies(model, x, torch.ones(4, dtype=torch.long), n_bands=4) == [1.0, 0.0, 0.0, 0.0]
+
+
+def test_frequency_bands_figure_averages_seeds_and_scores_each_band(tmp_path):
+    store = ResultStore(tmp_path / "store")
+    for lr in (0.05, 0.4):
+        for seed in (0, 1):
+            bands = {f"test_acc_band{b}": (0.5 if b == 0 else 0.1) + (lr if b == 1 else 0) + 0.01 * seed
+                     for b in range(8)}
+            _put(store, "mnist", lr, seed, np.ones(4, bool), **bands)
+    fig = figures.frequency_bands(store.to_frame(), ("mnist", "fcn"))
+    assert fig.data.index.tolist() == [0.05, 0.4]
+    assert np.allclose(fig.data.loc[0.4, "test_acc_band1"], 0.505)  # 0.1 + 0.4 + mean seed offset 0.005
+    table = fig.tables["Per band"].set_index("band")
+    assert table.loc[1, "accuracy at the lowest LR"] == "15.5%" and table.loc[1, "at the highest LR"] == "50.5%"
+    assert table.loc[1, "Spearman with LR [95%]"].startswith("+0.89")  # 2 LRs x 2 seeds, ranks tie within LR
+    fig.plot(fig.data)
+    empty = figures.frequency_bands(store.to_frame(), ("fashion_mnist", "fcn"))
+    assert empty.plot is None and "no run has band accuracies" in empty.notes[0]

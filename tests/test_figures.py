@@ -151,3 +151,16 @@ def test_parity_calibration_lists_every_setting_and_compares_each_swept_one(tmp_
     assert [k for k in fig.tables if k.startswith("Against Table S1")] == [f"Against Table S1: {n}" for n in swept]
     assert [name for name, _ in fig.data["swept"]] == swept
     assert len(select_runs(s.to_frame(), ("parity", "fcn"), scale="paper")) == 4  # the others are variants
+
+
+def test_every_metric_drawn_in_one_panel_has_a_colour_of_its_own():
+    """Each page's LR-effect panels draw one of these groups; a metric without a colour took
+    matplotlib's next default, which could repeat another line's colour in the same panel."""
+    from lrbook.plots import COLORS
+    from lrbook.vocabulary import (ATTRIBUTION_METRICS, LR_EFFECT_METRICS, PATCH_METRICS, REPRESENTATION_METRICS,
+                                   SELECTIVITY_CHECKS)
+
+    for group in (LR_EFFECT_METRICS, REPRESENTATION_METRICS + SELECTIVITY_CHECKS, ATTRIBUTION_METRICS, PATCH_METRICS,
+                  LR_EFFECT_METRICS + REPRESENTATION_METRICS):
+        assert all(m in COLORS for m in group), group
+        assert len({COLORS[m] for m in group}) == len(group), group

@@ -85,7 +85,7 @@ def test_runs_with_other_dataset_parameters_are_variants_left_out_of_the_lr_swee
     from lrbook.selection import select_runs, variant_runs
 
     base = dict(dataset="parity", model="fcn", scale="paper", status="converged", train_acc=1.0, test_acc=0.7,
-                **{"data.core_bits": 4, "data.spurious_bits": 2, "data.bits_per_block": 10, "data.bc_ratio": 0.05})
+                **{"data.core_bits": 4, "data.spurious_bits": 2, "data.bits_per_block": 10, "data.bc_ratio": 0.03})
     runs = pd.DataFrame([dict(base, run_id="preset", lr=0.01, seed=0),
                          dict(base, run_id="harder", lr=0.01, seed=0, **{"data.core_bits": 6}),
                          dict(base, run_id="rarer", lr=0.01, seed=0, **{"data.bc_ratio": 0.01}),
