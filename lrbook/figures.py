@@ -11,8 +11,8 @@ import numpy as np
 from . import prose
 from .compare import compare_with_paper
 from .paper import paper_reference_table, paper_row
-from .selection import (cells_with_scored_runs, cell_scales, low_high_records, pick_lrs, scored_runs, seed_records,
-                        select_runs, stored_cells, traced_lrs, with_logging)
+from .selection import (cells_with_scored_runs, cell_scales, low_high_records, pick_lrs, scored_metrics, scored_runs,
+                        seed_records, select_runs, stored_cells, traced_lrs, with_logging)
 from .stats import bootstrap_spearman, spearman
 from .tables import comparison_table, format_summary, lr_summary
 from .vocabulary import (EXACT_FOREGROUND, LR_EFFECT_METRICS, METRIC_LABELS, PRUNABILITY_READINGS, REPRESENTATION_METRICS,
@@ -45,7 +45,7 @@ def synthetic_cell(store, dataset: str, scale: str, number: str) -> Figure:
         return Figure(caption="", notes=[prose.no_data_message(dataset, "fcn", scale, "notebooks/01_synthetic.ipynb")],
                       tables={"Table S1 (the paper's values)": paper_reference_table(dataset, "fcn")}, runs=runs)
     low, high = low_high_records(store, runs)
-    metrics = LR_EFFECT_METRICS + ("test_bc_acc", "max_bc_loss_ratio")
+    metrics = scored_metrics(LR_EFFECT_METRICS + ("test_bc_acc", "max_bc_loss_ratio"), runs)
     tables = {"Per LR, mean ± sd over seeds": format_summary(lr_summary(runs, metrics), metrics,
                                                              percent=("test_acc", "test_bc_acc"))}
     if not scored_runs(runs).empty:
@@ -217,8 +217,9 @@ def cell_tables(frame, cell, scale=None) -> list[tuple[str, Any]]:
     out = []
     for s in ([scale] if scale else cell_scales(all_scales)):
         sub = all_scales[all_scales.scale == s]
+        shown = scored_metrics(metrics, sub)
         out.append((prose.coverage_note(sub, s),
-                    {"per LR": format_summary(lr_summary(sub, metrics), metrics, percent=("test_acc", "test_bc_acc")),
+                    {"per LR": format_summary(lr_summary(sub, shown), shown, percent=("test_acc", "test_bc_acc")),
                      "against Table S1": comparison_table(compare_with_paper(sub, *cell))}))
     return out
 

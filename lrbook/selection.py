@@ -107,6 +107,12 @@ def prunability_reading(runs) -> str:
     return "prunability"
 
 
+def scored_metrics(metrics, runs) -> tuple:
+    """`metrics` with "prunability" replaced by the cell's `prunability_reading` over its scored runs."""
+    reading = prunability_reading(scored_runs(runs)) if len(runs) else "prunability"
+    return tuple(reading if m == "prunability" else m for m in metrics)
+
+
 def complete_lrs(runs) -> int:
     """LRs of one cell (one scale) with `MIN_SEEDS` finished seeds: converged, diverged (a result
     too) or capped within 0.1% of 100% training accuracy, not `under_trained`."""

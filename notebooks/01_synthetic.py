@@ -149,7 +149,8 @@ if "moon_star" in DATASETS:
 # has no kernel, so it shows the per-run table instead.
 
 # %% tags=["hide-input"]
-RUN_COLUMNS = ["lr", "seed", "status", "epochs", "test_acc", "test_bc_acc", "prunability", "act_compressibility"]
+RUN_COLUMNS = ["lr", "seed", "status", "epochs", "test_acc", "test_bc_acc", "prunability", "prunability_global",
+               "act_compressibility"]
 for d in DATASETS:
     runs = select_runs(store.to_frame(), (d, "fcn"), scale=scale)
     if runs.empty:
