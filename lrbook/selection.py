@@ -228,12 +228,13 @@ def pick_lrs(runs, low_lr: float | None = None, high_lr: float | None = None) ->
 
 def with_logging(all_runs, field: str):
     """The runs of `all_runs` (`store.to_frame(dedupe=False)`) trained with the logging field `field`
-    (a flag or a positive count, e.g. `neuron_probes`, `unit_trace_every`, `attribution_n`) set."""
+    (a flag or a positive count, e.g. `neuron_probes`, `unit_trace_every`, `attribution_n`) set, at
+    their cells' preset dataset parameters (not `variant_runs`)."""
     if field not in all_runs:
         return all_runs.iloc[0:0]
     values = all_runs[field]
     on = values.fillna(False).astype(bool) if values.dtype == bool or values.dtype == object else values.fillna(0).astype(float) > 0
-    return all_runs[on]
+    return all_runs[on.to_numpy() & ~variant_runs(all_runs).to_numpy()]
 
 
 def seed_records(all_runs, store, dataset: str, model: str, scale: str, lr: float, prefer: str = "attribution_n"):

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .compare import scorecard
-from .selection import MIN_LRS, MIN_SEEDS, complete_lrs, select_runs
+from .selection import MIN_LRS, MIN_SEEDS, complete_lrs, select_runs, with_logging
 from .vocabulary import MECHANISM_CELLS, SEMI_SYNTHETIC_CELLS, SYNTHETIC_CELLS, dataset_name, model_name
 
 
@@ -172,8 +172,7 @@ def status_table(store=None, card=None):
     for it in PAPER_ITEMS:
         runs = df
         if it.requires:
-            runs = (all_runs[all_runs[it.requires].fillna(False).astype(bool)] if it.requires in all_runs
-                    else all_runs.iloc[0:0])
+            runs = with_logging(all_runs, it.requires)
         row = {"item": it.item, "shows": it.shows, "section": it.section}
         if it.undescribed:
             row.update(status="not described", verdict="not scored",

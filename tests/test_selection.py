@@ -92,6 +92,10 @@ def test_runs_with_other_dataset_parameters_are_variants_left_out_of_the_lr_swee
                          dict(base, run_id="older", lr=0.01, seed=1, **{"data.bits_per_block": float("nan")})])
     assert variant_runs(runs).tolist() == [False, True, True, False]
     assert sorted(select_runs(runs, ("parity", "fcn"), scale="all").run_id) == ["older", "preset"]
+    from lrbook.selection import with_logging
+
+    runs["neuron_probes"] = [True, True, False, False]  # page 06's probes: the variant's are left out too
+    assert with_logging(runs, "neuron_probes").run_id.tolist() == ["preset"]
 
 
 def test_the_scorecard_scores_the_global_reading_only_where_every_run_has_it():
