@@ -72,7 +72,8 @@ def trend_scores(runs, cells, metrics) -> "pd.DataFrame":
             label = f"{METRIC_LABELS[metric]} ({'↑' if sign > 0 else '↓'})"
             lo, hi = bootstrap_spearman(sub, metric)
             if not np.isfinite(lo):
-                row[label] = f"{MARKS['unclear']} {rho:+.2f} (no interval: one seed per LR)"
+                rho_text = f"{rho:+.2f}" if np.isfinite(rho) else "—"
+                row[label] = f"{MARKS['unclear']} {rho_text} (no interval: one seed per LR)"
                 continue
             verdict = "yes" if sign * lo > 0 and sign * hi > 0 else "no" if sign * lo < 0 and sign * hi < 0 else "unclear"
             row[label] = f"{MARKS[verdict]} {rho:+.2f} [{lo:+.2f}, {hi:+.2f}]"
