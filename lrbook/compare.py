@@ -106,7 +106,8 @@ def compare_interventions(runs, dataset: str, model: str):
     variable (unbiased accuracy, prunability, CSI) the paper's hyperparameter and value ranges, ours
     (min/max over per-value means), and Spearman(hyperparameter, variable) over runs with its
     seed-bootstrap 95% interval; `rises` says whether the interval lies above 0. The LR sweep counts
-    its `scored_runs`; the other interventions leave out diverged and under-trained runs."""
+    its `scored_runs`; the other interventions leave out diverged and under-trained runs. Prunability
+    is one `selection.prunability_reading` over all of them (column `reading`)."""
     import pandas as pd
 
     from .interventions import intervention_runs
@@ -115,14 +116,22 @@ def compare_interventions(runs, dataset: str, model: str):
     from .vocabulary import INTERVENTION_METRICS, INTERVENTIONS
 
     prefixes = {"test_acc": ("test_acc", 100.0), "prunability": ("prunability", 1.0), "csi": ("avg_csi", 1.0)}
+    used = {}
+    for name in INTERVENTIONS:
+        sub = intervention_runs(runs, dataset, model, name)
+        used[name] = scored_runs(sub) if name == "lr" else sub[(sub.status != "diverged") & ~under_trained(sub)]
+    # one prunability reading for the whole cell, so that the interventions are compared on one scale
+    every = [u for u in used.values() if len(u)]
+    reading = prunability_reading(pd.concat(every)) if every else "prunability"
     rows = []
     for name, label in INTERVENTIONS.items():
-        sub = intervention_runs(runs, dataset, model, name)
-        ok = scored_runs(sub) if name == "lr" else sub[(sub.status != "diverged") & ~under_trained(sub)]
+        ok = used[name]
         ref = table_s2_row(dataset, name)
         for metric in INTERVENTION_METRICS:
             prefix, unit = prefixes[metric]
             row = {"intervention": label, "variable": METRIC_LABELS[metric], "runs": len(ok), "values": ok.hp.nunique()}
+            if metric == "prunability":
+                metric, row["reading"] = reading, METRIC_LABELS[reading]
             if ref is not None:
                 row.update(paper_hp_min=ref.hp_min, paper_hp_max=ref.hp_max, paper_min=ref[f"{prefix}_min"],
                            paper_max=ref[f"{prefix}_max"])

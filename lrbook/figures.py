@@ -11,8 +11,8 @@ import numpy as np
 from . import prose
 from .compare import compare_with_paper
 from .paper import paper_reference_table, paper_row
-from .selection import (cells_with_scored_runs, cell_scales, low_high_records, pick_lrs, scored_metrics, scored_runs,
-                        seed_records, select_runs, stored_cells, traced_lrs, with_logging)
+from .selection import (cells_with_scored_runs, cell_scales, low_high_records, pick_lrs, prunability_reading,
+                        scored_metrics, scored_runs, seed_records, select_runs, stored_cells, traced_lrs, with_logging)
 from .stats import bootstrap_spearman, spearman
 from .tables import comparison_table, format_summary, lr_summary
 from .vocabulary import (EXACT_FOREGROUND, LR_EFFECT_METRICS, METRIC_LABELS, PRUNABILITY_READINGS, REPRESENTATION_METRICS,
@@ -266,7 +266,7 @@ def intervention_panels(runs, cell, number: str = "Fig. 6", scale: str | None = 
     from .interventions import fixed_lrs, intervention_runs
     from .plots import plot_intervention_panels
     from .tables import table_s2_comparison
-    from .vocabulary import INTERVENTIONS
+    from .vocabulary import INTERVENTION_METRICS, INTERVENTIONS
 
     scale = scale or intervention_scale(runs, cell)
     no_runs = Figure("", notes=[prose.no_intervention_runs(cell)],
@@ -281,12 +281,15 @@ def intervention_panels(runs, cell, number: str = "Fig. 6", scale: str | None = 
         return no_runs
     card = compare_interventions(at, *cell)
     verdict = lr_most_consistent(card)
+    scored = [r for _, r in shown if len(r)]
+    reading = prunability_reading(pd_concat(scored)) if scored else "prunability"
+    metrics = tuple(reading if m == "prunability" else m for m in INTERVENTION_METRICS)
     low, high = fixed_lrs(*cell)
     caption = prose.figure_caption(number, f"{cell_title(*cell)}: unbiased test accuracy, prunability and average CSI "
                                    f"(normalised) against each intervention's hyperparameter; LR {low:g} for every "
                                    f"intervention, LR {high:g} for High LR + L2; line: mean over seeds, band: one sd",
                                    note=prose.interventions_phrase(scale, per, dict(shown)))
-    return Figure(caption, dict(panels=shown, cell=cell), plot_intervention_panels,
+    return Figure(caption, dict(panels=shown, cell=cell, metrics=metrics), plot_intervention_panels,
                   [prose.consistency_sentence(cell, verdict)],
                   {"Table S2 beside ours (Spearman of each variable with the hyperparameter, 95% seed-bootstrap "
                    "interval)": table_s2_comparison(card)}, every)

@@ -304,7 +304,7 @@ def plot_intervention_panels(data: dict, axes=None):
         if runs.empty:
             _say_why_empty(ax, "No runs of this intervention that reached 100% training accuracy.", title)
             continue
-        plot_lr_effects(runs.assign(lr=runs.hp), INTERVENTION_METRICS, ax=ax, title=title)
+        plot_lr_effects(runs.assign(lr=runs.hp), data.get("metrics", INTERVENTION_METRICS), ax=ax, title=title)
         ax.set_xlabel(HYPERPARAMETER_LABELS[name])
     for ax in axes[len(panels):]:
         ax.axis("off")

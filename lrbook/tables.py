@@ -48,6 +48,16 @@ def format_summary(summary, metrics=LR_EFFECT_METRICS, percent=("test_acc",)):
     return out
 
 
+def spearman_text(rho, lo, hi) -> str:
+    """'+0.96 [+0.92, +0.99]'; '—' without a correlation; '(no interval)' when every value has a
+    single seed, so the seed bootstrap has nothing to resample."""
+    if rho is None or not np.isfinite(rho):
+        return "—"
+    if lo is None or hi is None or not (np.isfinite(lo) and np.isfinite(hi)):
+        return f"{rho:+.2f} (no interval: one seed per value)"
+    return f"{rho:+.2f} [{lo:+.2f}, {hi:+.2f}]"
+
+
 def comparison_table(comparison):
     """`compare.compare_with_paper`'s frame for reading: ranges as 'min to max', the Spearman
     correlation with its 95% interval in one column, and whether it agrees with the paper."""
@@ -65,8 +75,7 @@ def comparison_table(comparison):
         variable = reading if isinstance(reading, str) else r.variable
         rows.append({"variable": variable, "paper": span(r, "paper_min", "paper_max"),
                      "ours": span(r, "ours_min", "ours_max"),
-                     "Spearman [95% interval]": "—" if pd.isna(rho) else
-                     f"{rho:+.2f} [{r.ci_low:+.2f}, {r.ci_high:+.2f}]",
+                     "Spearman [95% interval]": spearman_text(rho, r.get("ci_low"), r.get("ci_high")),
                      "agrees": r.get("agrees", "n/a") if isinstance(r.get("agrees"), str) else "n/a"})
     return pd.DataFrame(rows)
 
@@ -83,12 +92,12 @@ def table_s2_comparison(card):
     rows = []
     for _, r in card.iterrows():
         rho = r.get("spearman", np.nan)
-        rows.append({"intervention": r.intervention, "variable": r.variable,
+        reading = r.get("reading")
+        rows.append({"intervention": r.intervention, "variable": reading if isinstance(reading, str) else r.variable,
                      "paper hyperparameter": span(r, "paper_hp_min", "paper_hp_max"),
                      "ours": span(r, "hp_min", "hp_max"), "runs": int(r.runs),
                      "paper range": span(r, "paper_min", "paper_max"), "our range": span(r, "ours_min", "ours_max"),
-                     "Spearman [95% interval]": "—" if pd.isna(rho) else
-                     f"{rho:+.2f} [{r.ci_low:+.2f}, {r.ci_high:+.2f}]",
+                     "Spearman [95% interval]": spearman_text(rho, r.get("ci_low"), r.get("ci_high")),
                      "rises": r.rises if isinstance(r.get("rises"), str) else "n/a"})
     return pd.DataFrame(rows)
 

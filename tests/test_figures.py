@@ -164,3 +164,11 @@ def test_every_metric_drawn_in_one_panel_has_a_colour_of_its_own():
                   LR_EFFECT_METRICS + REPRESENTATION_METRICS):
         assert all(m in COLORS for m in group), group
         assert len({COLORS[m] for m in group}) == len(group), group
+
+
+def test_spearman_text_says_when_there_is_no_interval():
+    from lrbook.tables import spearman_text
+
+    assert spearman_text(0.96, 0.92, 0.99) == "+0.96 [+0.92, +0.99]"
+    assert spearman_text(-0.5, float("nan"), float("nan")) == "-0.50 (no interval: one seed per value)"
+    assert spearman_text(float("nan"), 0.1, 0.2) == "—"
