@@ -284,7 +284,7 @@ def intervention_panels(runs, cell, number: str = "Fig. 6", scale: str | None = 
     scored = [r for _, r in shown if len(r)]
     reading = prunability_reading(pd_concat(scored)) if scored else "prunability"
     metrics = tuple(reading if m == "prunability" else m for m in INTERVENTION_METRICS)
-    low, high = fixed_lrs(*cell)
+    low, high = fixed_lrs(*cell, scale)
     caption = prose.figure_caption(number, f"{cell_title(*cell)}: unbiased test accuracy, prunability and average CSI "
                                    f"(normalised) against each intervention's hyperparameter; LR {low:g} for every "
                                    f"intervention, LR {high:g} for High LR + L2; line: mean over seeds, band: one sd",

@@ -205,14 +205,24 @@ def no_intervention_runs(cell) -> str:
 
 
 def interventions_phrase(scale: str, per: dict, shown: dict) -> str:
-    """'*Scale smoke, 13 runs (Learning Rate 6, Momentum 6, (ASAM) 1), seeds 0, 1; 1 diverged or
-    under-trained, left out.*' for one cell's intervention runs (`per`: all, `shown`: plotted)."""
+    """'*Scale smoke, 13 runs (Learning Rate 6, Momentum 6, (ASAM) 1), seeds 0, 1; left out: Momentum
+    0.99 (diverged).*' for one cell's intervention runs (`per`: all, `shown`: plotted), naming each
+    value left out and why."""
     from .vocabulary import INTERVENTIONS
 
     ids = {r for runs in per.values() for r in runs.run_id}
-    kept = {r for runs in shown.values() for r in runs.run_id}
     seeds = [s for runs in per.values() for s in runs.seed]
     counts = ", ".join(f"{INTERVENTIONS[k]} {len(v)}" for k, v in per.items() if len(v))
-    left = len(ids - kept)
+    left = []
+    for name, runs in per.items():
+        out = runs[~runs.run_id.isin(shown[name].run_id)]
+        if out.empty:
+            continue
+        why = np.where(out.status == "diverged", "diverged",
+                       np.where(under_trained(out), "under-trained", "beyond the LR range"))
+        for reason in ("diverged", "under-trained", "beyond the LR range"):
+            values = sorted(set(out.hp[why == reason].astype(float)))
+            if values:
+                left.append(f"{INTERVENTIONS[name]} {', '.join(f'{v:g}' for v in values)} ({reason})")
     return (f"*Scale {scale}, {plural(len(ids), 'run')} ({counts}), {seed_list(seeds)}"
-            + (f"; {left} diverged or under-trained, left out.*" if left else ".*"))
+            + (f"; left out: {'; '.join(left)}.*" if left else ".*"))

@@ -155,6 +155,21 @@ def test_interventions_run_at_the_low_lr_and_high_lr_l2_at_the_high_one():
         assert {k: getattr(cfg, k) for k in fields} == fields, name
 
 
+def test_the_cpu_fcn_runs_its_interventions_at_the_lowest_lr_it_trains_to_completion():
+    # Table S1's low end (0.001) stops at the 300-epoch cap at cpu scale; the paper's scale keeps it
+    assert fixed_lrs("colored_mnist", "fcn", "cpu") == (0.05, 0.5)
+    assert fixed_lrs("double_mnist", "fcn", "cpu") == (0.02, 0.5)
+    assert fixed_lrs("colored_mnist", "fcn", "smoke") == (0.001, 0.5)
+    assert intervention_config("colored_mnist", "fcn", "momentum", 0.9, scale="cpu").lr == 0.05
+    assert intervention_config("colored_mnist", "fcn", "momentum", 0.9, scale="paper").lr == 0.001
+    assert intervention_config("colored_mnist", "fcn", "high_lr_l2", 1e-4, scale="cpu").lr == 0.5
+    # each scale's runs are read at that scale's own low LR
+    rows = [{**make_config("colored_mnist", "fcn", lr=lr, momentum=0.9, scale=scale).to_dict(), "run_id": f"{scale}{lr}"}
+            for scale in ("cpu", "paper") for lr in (0.001, 0.05)]
+    runs = pd.DataFrame([{k: v for k, v in r.items() if not isinstance(v, dict)} for r in rows])
+    assert set(intervention_runs(runs, "colored_mnist", "fcn", "momentum").run_id) == {"cpu0.05", "paper0.001"}
+
+
 def test_each_run_belongs_to_its_own_intervention():
     rows = []
     for name in INTERVENTIONS:
@@ -234,7 +249,7 @@ def test_fig6_table_s2_beside_ours_and_the_verdict(store):
 
     fig = figures.intervention_panels(store.to_frame(), ("colored_mnist", "resnet18"))
     assert "LR 0.001 for every intervention, LR 0.15 for High LR + L2" in fig.caption
-    assert "Scale smoke, 13 runs (Learning Rate 6, Batch Size 2, Momentum 6, (ASAM) 1), seeds 0, 1; 1 diverged" in fig.caption
+    assert "Scale smoke, 13 runs (Learning Rate 6, Batch Size 2, Momentum 6, (ASAM) 1), seeds 0, 1; left out: (ASAM) 1 (diverged).*" in fig.caption
     assert "**agrees**" in fig.notes[0]
     table = next(iter(fig.tables.values()))
     assert table[table.intervention == "Momentum"]["paper hyperparameter"].iloc[0] == "0.1 to 0.99"
@@ -314,3 +329,19 @@ def test_l1_shrinks_the_weights_it_penalises():
     plain, _ = _trained_weights()
     l1, _ = _trained_weights(l1_penalty=1e-2)
     assert l1.abs().sum() < plain.abs().sum()
+
+
+def test_the_caption_names_each_value_left_out_and_why():
+    from lrbook import prose
+
+    def frame(rows):
+        return pd.DataFrame(rows, columns=["run_id", "seed", "hp", "status", "train_acc"])
+
+    per = {"lr": frame([("a", 0, 0.1, "converged", 1.0), ("b", 0, 0.5, "converged", 1.0)]),
+           "momentum": frame([("c", 0, 0.1, "converged", 1.0), ("d", 1, 0.97, "diverged", 0.1),
+                              ("e", 0, 0.99, "diverged", 0.1), ("f", 0, 0.71, "max_epochs", 0.95)]),
+           "l2": frame([])}
+    shown = {"lr": per["lr"][:1], "momentum": per["momentum"][:1], "l2": per["l2"]}
+    assert prose.interventions_phrase("cpu", per, shown) == (
+        "*Scale cpu, 6 runs (Learning Rate 2, Momentum 4), seeds 0, 1; left out: Learning Rate 0.5 (beyond the "
+        "LR range); Momentum 0.97, 0.99 (diverged); Momentum 0.71 (under-trained).*")
