@@ -206,8 +206,8 @@ def no_intervention_runs(cell) -> str:
 
 def interventions_phrase(scale: str, per: dict, shown: dict) -> str:
     """'*Scale smoke, 13 runs (Learning Rate 6, Momentum 6, (ASAM) 1), seeds 0, 1; left out: Momentum
-    0.99 (diverged).*' for one cell's intervention runs (`per`: all, `shown`: plotted), naming each
-    value left out and why."""
+    0.97 (1 of 3 runs), 0.99 (diverged).*' for one cell's intervention runs (`per`: all, `shown`:
+    plotted), naming each value left out, why, and how many of its runs when not all."""
     from .vocabulary import INTERVENTIONS
 
     ids = {r for runs in per.values() for r in runs.run_id}
@@ -221,8 +221,10 @@ def interventions_phrase(scale: str, per: dict, shown: dict) -> str:
         why = np.where(out.status == "diverged", "diverged",
                        np.where(under_trained(out), "under-trained", "beyond the LR range"))
         for reason in ("diverged", "under-trained", "beyond the LR range"):
-            values = sorted(set(out.hp[why == reason].astype(float)))
-            if values:
-                left.append(f"{INTERVENTIONS[name]} {', '.join(f'{v:g}' for v in values)} ({reason})")
+            hps = out.hp[why == reason].astype(float)
+            items = [f"{v:g}" if (hps == v).sum() == (runs.hp == v).sum()
+                     else f"{v:g} ({(hps == v).sum()} of {(runs.hp == v).sum()} runs)" for v in sorted(set(hps))]
+            if items:
+                left.append(f"{INTERVENTIONS[name]} {', '.join(items)} ({reason})")
     return (f"*Scale {scale}, {plural(len(ids), 'run')} ({counts}), {seed_list(seeds)}"
             + (f"; left out: {'; '.join(left)}.*" if left else ".*"))

@@ -339,9 +339,10 @@ def test_the_caption_names_each_value_left_out_and_why():
 
     per = {"lr": frame([("a", 0, 0.1, "converged", 1.0), ("b", 0, 0.5, "converged", 1.0)]),
            "momentum": frame([("c", 0, 0.1, "converged", 1.0), ("d", 1, 0.97, "diverged", 0.1),
-                              ("e", 0, 0.99, "diverged", 0.1), ("f", 0, 0.71, "max_epochs", 0.95)]),
+                              ("g", 0, 0.97, "converged", 1.0), ("e", 0, 0.99, "diverged", 0.1),
+                              ("f", 0, 0.71, "max_epochs", 0.95)]),
            "l2": frame([])}
-    shown = {"lr": per["lr"][:1], "momentum": per["momentum"][:1], "l2": per["l2"]}
+    shown = {"lr": per["lr"][:1], "momentum": per["momentum"].iloc[[0, 2]], "l2": per["l2"]}
     assert prose.interventions_phrase("cpu", per, shown) == (
-        "*Scale cpu, 6 runs (Learning Rate 2, Momentum 4), seeds 0, 1; left out: Learning Rate 0.5 (beyond the "
-        "LR range); Momentum 0.97, 0.99 (diverged); Momentum 0.71 (under-trained).*")
+        "*Scale cpu, 7 runs (Learning Rate 2, Momentum 5), seeds 0, 1; left out: Learning Rate 0.5 (beyond the "
+        "LR range); Momentum 0.97 (1 of 2 runs), 0.99 (diverged); Momentum 0.71 (under-trained).*")
