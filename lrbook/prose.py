@@ -206,7 +206,7 @@ def no_intervention_runs(cell) -> str:
 
 def interventions_phrase(scale: str, per: dict, shown: dict) -> str:
     """'*Scale smoke, 13 runs (Learning Rate 6, Momentum 6, (ASAM) 1), seeds 0, 1; left out: Momentum
-    0.97 (1 of 3 runs), 0.99 (diverged).*' for one cell's intervention runs (`per`: all, `shown`:
+    0.97 (1 of 3 runs), 0.99 diverged.*' for one cell's intervention runs (`per`: all, `shown`:
     plotted), naming each value left out, why, and how many of its runs when not all."""
     from .vocabulary import INTERVENTIONS
 
@@ -225,6 +225,6 @@ def interventions_phrase(scale: str, per: dict, shown: dict) -> str:
             items = [f"{v:g}" if (hps == v).sum() == (runs.hp == v).sum()
                      else f"{v:g} ({(hps == v).sum()} of {(runs.hp == v).sum()} runs)" for v in sorted(set(hps))]
             if items:
-                left.append(f"{INTERVENTIONS[name]} {', '.join(items)} ({reason})")
+                left.append(f"{INTERVENTIONS[name]} {', '.join(items)} {reason}")
     return (f"*Scale {scale}, {plural(len(ids), 'run')} ({counts}), {seed_list(seeds)}"
             + (f"; left out: {'; '.join(left)}.*" if left else ".*"))
