@@ -30,11 +30,13 @@ def _say_why_empty(ax, text: str, title=None):
     return ax
 
 
-def plot_lr_effects(df, metrics=LR_EFFECT_METRICS, ax=None, title=None, normalise=True, scored_only=False):
+def plot_lr_effects(df, metrics=LR_EFFECT_METRICS, ax=None, title=None, normalise=True, scored_only=False,
+                    reading: str | None = None):
     """Mean over seeds (line) and +-1 sd (band) of each metric against LR, log x axis; each metric
     min-max normalised over its per-LR means, as in the paper's figures. `scored_only`: plot only
-    the runs the comparison with the paper uses (`selection.scored_runs`). With nothing to plot
-    (every run diverged or under-trained, or no runs) the panel says so instead."""
+    the runs the comparison with the paper uses (`selection.scored_runs`). "prunability" is drawn
+    with `reading`, or when None the reading of the runs shown (`selection.prunability_reading`).
+    With nothing to plot (every run diverged or under-trained, or no runs) the panel says so instead."""
     import matplotlib.pyplot as plt
 
     from .prose import nothing_scored_note
@@ -43,7 +45,7 @@ def plot_lr_effects(df, metrics=LR_EFFECT_METRICS, ax=None, title=None, normalis
         _, ax = plt.subplots(figsize=(4.5, 3.2))
     shown = scored_runs(df) if scored_only and len(df) else df
     if "prunability" in metrics and len(shown):  # the cell's reading (`selection.prunability_reading`)
-        reading = prunability_reading(shown)
+        reading = reading or prunability_reading(shown)
         metrics = tuple(reading if m == "prunability" else m for m in metrics)
     s = lr_summary(shown, metrics)
     s = s[s[[f"{m}_mean" for m in metrics]].notna().any(axis=1)]
@@ -294,6 +296,9 @@ def plot_intervention_panels(data: dict, axes=None):
     from .vocabulary import HYPERPARAMETER_LABELS, INTERVENTION_METRICS, INTERVENTIONS
 
     panels = data["panels"]
+    metrics = data.get("metrics", INTERVENTION_METRICS)
+    # one reading for the whole cell (`figures.intervention_panels`), not one per panel
+    reading = next((m for m in metrics if m.startswith("prunability")), None)
     cols = min(4, len(panels))
     rows = -(-len(panels) // cols)
     if axes is None:
@@ -304,7 +309,12 @@ def plot_intervention_panels(data: dict, axes=None):
         if runs.empty:
             _say_why_empty(ax, "No runs of this intervention that reached 100% training accuracy.", title)
             continue
-        plot_lr_effects(runs.assign(lr=runs.hp), data.get("metrics", INTERVENTION_METRICS), ax=ax, title=title)
+        if name == "momentum":  # 0.71 to 0.99 would crowd a log axis: space by 1 / (1 - m), SGD's step multiplier
+            plot_lr_effects(runs.assign(lr=1 / (1 - runs.hp)), metrics, ax=ax, title=title, reading=reading)
+            ax.set_xticklabels([f"{v:g}" for v in sorted(set(runs.hp))], fontsize=8)
+            ax.set_xlabel("momentum (axis: 1 / (1 − momentum))")
+            continue
+        plot_lr_effects(runs.assign(lr=runs.hp), metrics, ax=ax, title=title, reading=reading)
         ax.set_xlabel(HYPERPARAMETER_LABELS[name])
     for ax in axes[len(panels):]:
         ax.axis("off")

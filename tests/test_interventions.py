@@ -256,6 +256,34 @@ def test_fig6_table_s2_beside_ours_and_the_verdict(store):
     fig.plot(fig.data)
 
 
+def test_fig6_draws_one_prunability_reading_in_every_panel(tmp_path):
+    """The LR sweep lacks the global reading (trained before weights were kept) and the momentum runs
+    have it: the whole cell is drawn with the per-layer reading, the one its table scores."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from lrbook import ResultStore, figures
+
+    s = ResultStore(tmp_path / "store")
+    cell = ("colored_mnist", "resnet18")
+    for i, lr in enumerate((0.001, 0.01, 0.15)):
+        _put(s, make_config(*cell, lr=lr, scale="smoke"), 0.6 + 0.1 * i, 0.3, 0.4)
+    for i, m in enumerate((0.1, 0.9)):
+        cfg = intervention_config(*cell, "momentum", m, scale="smoke")
+        _put(s, cfg, 0.6 + 0.1 * i, 0.5, 0.4)
+        record = s.get(cfg.run_id)
+        record["metrics"]["prunability_global"] = 0.9 - 0.1 * i
+        s.put(record)
+    fig = figures.intervention_panels(s.to_frame(), cell)
+    assert "prunability" in fig.data["metrics"] and "prunability_global" not in fig.data["metrics"]
+    drawn = fig.plot(fig.data)
+    legends = [{t.get_text() for t in ax.get_legend().get_texts()} for ax in drawn.axes if ax.get_legend()]
+    assert len(legends) == 3 and all("Prunability" in labels for labels in legends)  # LR, batch size, momentum
+    momentum = drawn.axes[3]
+    assert [t.get_text() for t in momentum.get_xticklabels()] == ["0.1", "0.9"]
+    assert momentum.get_xticks() == pytest.approx([1 / 0.9, 10.0])
+
+
 def test_fig6_without_runs_says_so_and_shows_the_paper_table(tmp_path):
     from lrbook import ResultStore, figures
 
