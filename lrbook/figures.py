@@ -289,7 +289,8 @@ def intervention_panels(runs, cell, number: str = "Fig. 6", scale: str | None = 
                                    f"(normalised) against each intervention's hyperparameter; LR {low:g} for every "
                                    f"intervention, LR {high:g} for High LR + L2; line: mean over seeds, band: one sd",
                                    note=prose.interventions_phrase(scale, per, dict(shown)))
-    return Figure(caption, dict(panels=shown, cell=cell, metrics=metrics), plot_intervention_panels,
+    return Figure(caption, dict(panels=shown, cell=cell, metrics=metrics, stored={k: len(v) for k, v in per.items()}),
+                  plot_intervention_panels,
                   [prose.consistency_sentence(cell, verdict)],
                   {"Table S2 beside ours (Spearman of each variable with the hyperparameter, 95% seed-bootstrap "
                    "interval)": table_s2_comparison(card)}, every)

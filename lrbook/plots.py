@@ -307,7 +307,9 @@ def plot_intervention_panels(data: dict, axes=None):
     for ax, (name, runs) in zip(axes, panels):
         title = f"{INTERVENTIONS[name]} ({len(runs)} runs)"
         if runs.empty:
-            _say_why_empty(ax, "No runs of this intervention that reached 100% training accuracy.", title)
+            stored = data.get("stored", {}).get(name)
+            _say_why_empty(ax, "No stored runs of this intervention." if stored == 0 else
+                           "No runs of this intervention that reached 100% training accuracy.", title)
             continue
         if name == "momentum":  # 0.71 to 0.99 would crowd a log axis: space by 1 / (1 - m), SGD's step multiplier
             plot_lr_effects(runs.assign(lr=1 / (1 - runs.hp)), metrics, ax=ax, title=title, reading=reading)

@@ -279,6 +279,7 @@ def test_fig6_draws_one_prunability_reading_in_every_panel(tmp_path):
     drawn = fig.plot(fig.data)
     legends = [{t.get_text() for t in ax.get_legend().get_texts()} for ax in drawn.axes if ax.get_legend()]
     assert len(legends) == 3 and all("Prunability" in labels for labels in legends)  # LR, batch size, momentum
+    assert "No stored runs of this intervention." in {t.get_text() for t in drawn.axes[1].texts}  # High LR + L2
     momentum = drawn.axes[3]
     assert [t.get_text() for t in momentum.get_xticklabels()] == ["0.1", "0.9"]
     assert momentum.get_xticks() == pytest.approx([1 / 0.9, 10.0])
