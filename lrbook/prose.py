@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .selection import MIN_SCORED_TRAIN_ACC, lr_range_end, scored_runs, under_trained
+from .selection import MIN_SCORED_TRAIN_ACC, beyond_lr_range, lr_range_end, scored_runs, under_trained
 from .vocabulary import BA_BC_DATASETS, cell_title, dataset_name
 
 
@@ -129,10 +129,22 @@ def figure_caption(number: str, what: str, runs=None, note: str = "") -> str:
     Numbered after the paper's figure; the runs part is generated from `runs` (None: computed, no runs)."""
     text = f"**{number}:** {what.rstrip('.')}."
     if runs is not None:
-        left = len(runs) - len(scored_runs(runs)) if len(runs) else 0
-        text += f" *{runs_phrase(runs)[0].upper()}{runs_phrase(runs)[1:]}"
-        text += f"; {left} diverged or under-trained, left out.*" if left else ".*"
+        text += f" *{runs_phrase(runs)[0].upper()}{runs_phrase(runs)[1:]}{left_out_phrase(runs)}.*"
     return text + (f" {note}" if note else "")
+
+
+def left_out_phrase(runs) -> str:
+    """'; left out: 2 diverged, 1 beyond the LR range' for the runs `scored_runs` leaves out, by
+    reason; '' when none is."""
+    if len(runs) == 0:
+        return ""
+    diverged = runs.status == "diverged"
+    under = ~diverged & under_trained(runs)
+    beyond = ~diverged & ~under & beyond_lr_range(runs)
+    counts = [(int(mask.sum()), why) for mask, why in
+              ((diverged, "diverged"), (under, "under-trained"), (beyond, "beyond the LR range"))]
+    parts = [f"{n} {why}" for n, why in counts if n]
+    return f"; left out: {', '.join(parts)}" if parts else ""
 
 
 def ba_bc_sentence(dataset: str, model: str | None, lo=None, hi=None, closer=None, separated=None, agrees=None,

@@ -57,7 +57,7 @@ def test_figure_caption_names_scale_runs_and_seeds(store):
     runs = select_runs(store.to_frame(), ("parity", "fcn"))
     assert prose.figure_caption("Fig. 3", "Parity / FCN: LR effects.", runs) == (
         "**Fig. 3:** Parity / FCN: LR effects. *Scale smoke, 7 runs, 4 LRs (0.01 to 0.5), seeds 0, 1; "
-        "1 diverged or under-trained, left out.*")
+        "left out: 1 under-trained.*")
     assert prose.figure_caption("Prop. 1", "computed") == "**Prop. 1:** computed."
 
 
@@ -87,7 +87,7 @@ def test_lr_effect_panels_and_cells_without_runs(store):
     cells = [("colored_mnist", "fcn"), ("colored_mnist", "cnn"), ("double_mnist", "cnn")]
     fig = figures.lr_effect_panels(runs, cells, ("test_acc",), "Fig. 4", "accuracy against LR")
     assert fig.data["cells"] == [("colored_mnist", "fcn"), ("double_mnist", "cnn")]
-    assert "*Scale cpu, smoke, 16 runs" in fig.caption and "1 diverged or under-trained, left out" in fig.caption
+    assert "*Scale cpu, smoke, 16 runs" in fig.caption and "seeds 0, 1, 2; left out: 1 diverged.*" in fig.caption
     assert len(fig.plot(fig.data).axes) == 2
     missing = figures.cells_without_runs(cells, runs)
     assert missing.to_dict("records") == [{"cell": "Colored MNIST / CNN", "paper LR range": "0.01 to 0.35",

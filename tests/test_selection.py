@@ -22,6 +22,10 @@ def test_the_first_lr_where_a_seed_diverged_ends_the_range():
     assert end == 0.35 and why == "1 of 2 seeds diverged at LR 0.35"
     assert list(beyond_lr_range(df)) == [False, False, True, True, True]
     assert list(scored_runs(df).lr) == [0.1, 0.1]  # the surviving seed at 0.35 and LR 0.5 are not compared
+    from lrbook.prose import left_out_phrase
+
+    assert left_out_phrase(df) == "; left out: 1 diverged, 2 beyond the LR range"
+    assert left_out_phrase(df[:2]) == ""
 
 
 def test_a_drastic_loss_of_test_accuracy_ends_the_range():
