@@ -96,11 +96,7 @@ def describe_runs(runs) -> str:
     ok = scored_runs(runs)
     text = (f"scale {runs.scale.iloc[0]}: {plural(len(ok), 'run')} plotted, {plural(ok.lr.nunique(), 'LR')}, "
             f"{seed_list(ok.seed)}")
-    n_div = int((runs.status == "diverged").sum())
-    n_under = int(under_trained(runs).sum())
-    n_range = len(runs) - len(ok) - n_div - n_under
-    left_out = ([f"{n_div} diverged"] * bool(n_div) + [f"{n_under} under-trained"] * bool(n_under)
-                + [f"{n_range} beyond the paper's LR range"] * bool(n_range))
+    left_out = left_out_counts(runs)
     return text + (f"; {' and '.join(left_out)}, not plotted" if left_out else "")
 
 
@@ -133,17 +129,21 @@ def figure_caption(number: str, what: str, runs=None, note: str = "") -> str:
     return text + (f" {note}" if note else "")
 
 
-def left_out_phrase(runs) -> str:
-    """'; left out: 2 diverged, 1 beyond the LR range' for the runs `scored_runs` leaves out, by
-    reason; '' when none is."""
+def left_out_counts(runs) -> list[str]:
+    """['2 diverged', '1 beyond the LR range']: the runs `scored_runs` leaves out, by reason."""
     if len(runs) == 0:
-        return ""
+        return []
     diverged = runs.status == "diverged"
     under = ~diverged & under_trained(runs)
     beyond = ~diverged & ~under & beyond_lr_range(runs)
     counts = [(int(mask.sum()), why) for mask, why in
               ((diverged, "diverged"), (under, "under-trained"), (beyond, "beyond the LR range"))]
-    parts = [f"{n} {why}" for n, why in counts if n]
+    return [f"{n} {why}" for n, why in counts if n]
+
+
+def left_out_phrase(runs) -> str:
+    """'; left out: 2 diverged, 1 beyond the LR range', or '' when no run is left out."""
+    parts = left_out_counts(runs)
     return f"; left out: {', '.join(parts)}" if parts else ""
 
 
