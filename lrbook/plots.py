@@ -317,6 +317,8 @@ def plot_intervention_panels(data: dict, axes=None):
             ax.set_xlabel("momentum (axis: 1 / (1 − momentum))")
             continue
         plot_lr_effects(runs.assign(lr=runs.hp), metrics, ax=ax, title=title, reading=reading)
+        if name == "batch_size":  # Table S2's encoding, 1 / B: name B, not its 6-digit reciprocal
+            ax.set_xticklabels([f"1/{round(1 / v)}" for v in sorted(set(runs.hp))], fontsize=8)
         ax.set_xlabel(HYPERPARAMETER_LABELS[name])
     for ax in axes[len(panels):]:
         ax.axis("off")

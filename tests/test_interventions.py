@@ -274,6 +274,7 @@ def test_fig6_draws_one_prunability_reading_in_every_panel(tmp_path):
         record = s.get(cfg.run_id)
         record["metrics"]["prunability_global"] = 0.9 - 0.1 * i
         s.put(record)
+    _put(s, intervention_config(*cell, "batch_size", 0.1, scale="smoke"), 0.7, 0.3, 0.4)  # batch 10
     fig = figures.intervention_panels(s.to_frame(), cell)
     assert "prunability" in fig.data["metrics"] and "prunability_global" not in fig.data["metrics"]
     drawn = fig.plot(fig.data)
@@ -283,6 +284,7 @@ def test_fig6_draws_one_prunability_reading_in_every_panel(tmp_path):
     momentum = drawn.axes[3]
     assert [t.get_text() for t in momentum.get_xticklabels()] == ["0.1", "0.9"]
     assert momentum.get_xticks() == pytest.approx([1 / 0.9, 10.0])
+    assert [t.get_text() for t in drawn.axes[2].get_xticklabels()] == ["1/100", "1/10"]  # batch size, as 1 / B
 
 
 def test_fig6_without_runs_says_so_and_shows_the_paper_table(tmp_path):
