@@ -317,8 +317,8 @@ def plot_intervention_panels(data: dict, axes=None):
             ax.set_xlabel("momentum (axis: 1 / (1 − momentum))")
             continue
         plot_lr_effects(runs.assign(lr=runs.hp), metrics, ax=ax, title=title, reading=reading)
-        if name == "batch_size":  # Table S2's encoding, 1 / B: name B, not its 6-digit reciprocal
-            ax.set_xticklabels([f"1/{round(1 / v)}" for v in sorted(set(runs.hp))], fontsize=8)
+        if name == "batch_size":
+            ax.set_xticklabels([hyperparameter_value_label(name, v) for v in sorted(set(runs.hp))], fontsize=8)
         ax.set_xlabel(HYPERPARAMETER_LABELS[name])
     for ax in axes[len(panels):]:
         ax.axis("off")
@@ -334,6 +334,12 @@ def _seed_mean(curves: list[list[float]]) -> np.ndarray:
         padded[i, :len(c)] = c
     with np.errstate(invalid="ignore"):
         return np.nanmean(padded, axis=0)
+
+
+def hyperparameter_value_label(intervention: str, value: float) -> str:
+    """A hyperparameter value as a tick or legend label; batch size in Table S2's encoding 1 / B is
+    written "1/B" (1/42, not 0.0238095)."""
+    return f"1/{round(1 / value)}" if intervention == "batch_size" else f"{value:.3g}"
 
 
 def plot_intervention_dynamics(data: list, axes=None):
@@ -355,7 +361,7 @@ def plot_intervention_dynamics(data: list, axes=None):
         for i, value in enumerate(values):
             color = cmap(i / max(1, len(values) - 1))
             per_epoch = [r["curves"]["per_epoch"] for r in by_value[value]]
-            label = f"{value:.3g}"
+            label = hyperparameter_value_label(name, value)
             ax_ratio.plot(_seed_mean([c["bc_loss_ratio_max"] for c in per_epoch]), color=color, label=label)
             ax_loss.plot(_seed_mean([c["bc_loss"] for c in per_epoch]), color=color, label=label)
             ax_loss.plot(_seed_mean([c["ba_loss"] for c in per_epoch]), color=color, linestyle="--")

@@ -307,7 +307,16 @@ def test_fig9_plots_each_values_per_epoch_dynamics(store):
     assert sorted(momentum) == [0.1, 0.9, 0.99] and all(len(v) == 2 for v in momentum.values())
     table = next(iter(fig.tables.values()))
     assert table[table.intervention == "Momentum"]["unbiased acc. (%)"].tolist() == pytest.approx([60.5, 70.5, 80.5])
-    fig.plot(fig.data)
+    drawn = fig.plot(fig.data)
+    legends = [[t.get_text() for t in ax.get_legend().get_texts()] for ax in drawn.axes if ax.get_legend()]
+    assert legends[1:] == [["1/100"], ["0.1", "0.9", "0.99"]]  # batch size as 1 / B, momentum as is
+
+
+def test_hyperparameter_value_labels():
+    from lrbook.plots import hyperparameter_value_label
+
+    assert [hyperparameter_value_label("batch_size", 1 / b) for b in (100, 42, 3)] == ["1/100", "1/42", "1/3"]
+    assert hyperparameter_value_label("l2", 0.0005) == "0.0005" and hyperparameter_value_label("asam", 2.0) == "2"
 
 
 def test_training_objective_adds_the_l1_penalty_and_the_focal_weight():
