@@ -58,15 +58,20 @@ def spearman_text(rho, lo, hi) -> str:
     return f"{rho:+.2f} [{lo:+.2f}, {hi:+.2f}]"
 
 
+def span(row, lo: str, hi: str, digits: int = 3) -> str:
+    """`row[lo]` to `row[hi]` as 'min to max' (one number when both read the same; '—' when absent)."""
+    import pandas as pd
+
+    if lo not in row or pd.isna(row[lo]):
+        return "—"
+    low, high = f"{row[lo]:.{digits}g}", f"{row[hi]:.{digits}g}"
+    return low if low == high else f"{low} to {high}"
+
+
 def comparison_table(comparison):
     """`compare.compare_with_paper`'s frame for reading: ranges as 'min to max', the Spearman
     correlation with its 95% interval in one column, and whether it agrees with the paper."""
     import pandas as pd
-
-    def span(row, lo, hi, digits=3):
-        if lo not in row or pd.isna(row[lo]):
-            return "—"
-        return f"{row[lo]:.{digits}g} to {row[hi]:.{digits}g}"
 
     rows = []
     for _, r in comparison.iterrows():
@@ -85,9 +90,6 @@ def table_s2_comparison(card):
     and variable, the hyperparameter and value ranges, the Spearman correlation with its interval,
     and whether the variable rises with the hyperparameter."""
     import pandas as pd
-
-    def span(row, lo, hi):
-        return "—" if lo not in row or pd.isna(row[lo]) else f"{row[lo]:.3g} to {row[hi]:.3g}"
 
     rows = []
     for _, r in card.iterrows():

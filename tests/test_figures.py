@@ -172,3 +172,12 @@ def test_spearman_text_says_when_there_is_no_interval():
     assert spearman_text(0.96, 0.92, 0.99) == "+0.96 [+0.92, +0.99]"
     assert spearman_text(-0.5, float("nan"), float("nan")) == "-0.50 (no interval: one seed per value)"
     assert spearman_text(float("nan"), 0.1, 0.2) == "—"
+
+
+def test_span_reads_one_number_when_both_ends_agree():
+    from lrbook.tables import span
+
+    assert span({"lo": 0.001, "hi": 0.15}, "lo", "hi") == "0.001 to 0.15"
+    assert span({"lo": 2.0, "hi": 2.0}, "lo", "hi") == "2"
+    assert span({"lo": 45.12, "hi": 45.14}, "lo", "hi") == "45.1"  # equal as printed
+    assert span({"lo": float("nan"), "hi": 1.0}, "lo", "hi") == "—" and span({}, "lo", "hi") == "—"
