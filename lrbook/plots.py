@@ -370,7 +370,8 @@ def plot_intervention_dynamics(data: list, axes=None):
         ax_loss.set_yscale("log")
         ax_loss.set_ylabel("mean cross-entropy")
         ax_loss.set_title(f"{INTERVENTIONS[name]}: BC (solid) and BA (dashed) loss", fontsize=9)
-        ax_ratio.legend(title=HYPERPARAMETER_LABELS[name], fontsize=7, title_fontsize=7, frameon=False)
+        # An opaque frame keeps the legend readable over noisy curves (High LR + L2 at 1e-3).
+        ax_ratio.legend(title=HYPERPARAMETER_LABELS[name], fontsize=7, title_fontsize=7, framealpha=0.85)
         for ax in (ax_ratio, ax_loss):
             ax.set_xlabel("epoch")
     axes[0, 0].figure.tight_layout()
