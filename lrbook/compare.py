@@ -11,6 +11,10 @@ from .stats import bootstrap_spearman, spearman
 from .vocabulary import METRIC_LABELS, S1_METRICS, SELECTIVITY_CHECKS
 
 AGREEMENT_MARKS = {"yes": "✓", "no": "✗", "unclear": "?", "n/a": "n/a"}
+# A trend needs three points: over two hyperparameter values a Spearman correlation only says which
+# of the two is higher (with 3 + 3 runs it cannot exceed 0.88 in size), so fewer are shown, not scored.
+MIN_TREND_VALUES = 3
+TOO_FEW_VALUES = f"fewer than {MIN_TREND_VALUES} values"
 
 
 def compare_with_paper(runs, dataset: str, model: str, presets_only: bool = True):
@@ -105,7 +109,8 @@ def compare_interventions(runs, dataset: str, model: str):
     """Table S2 beside ours for one cell at one scale (Sec. 5, Fig. 6): per intervention and per
     variable (unbiased accuracy, prunability, CSI) the paper's hyperparameter and value ranges, ours
     (min/max over per-value means), and Spearman(hyperparameter, variable) over runs with its
-    seed-bootstrap 95% interval; `rises` says whether the interval lies above 0. The LR sweep counts
+    seed-bootstrap 95% interval; `rises` says whether the interval lies above 0, and is `TOO_FEW_VALUES`
+    (not scored) with fewer than `MIN_TREND_VALUES` distinct hyperparameter values. The LR sweep counts
     its `scored_runs`; the other interventions leave out diverged and under-trained runs. Prunability
     is one `selection.prunability_reading` over all of them (column `reading`)."""
     import pandas as pd
@@ -139,9 +144,10 @@ def compare_interventions(runs, dataset: str, model: str):
                 means = ok.groupby("hp")[metric].mean() * unit
                 rho = spearman(ok.hp, ok[metric])
                 lo, hi = bootstrap_spearman(ok, metric, by="hp")
+                rises = ("yes" if lo > 0 else "no" if hi < 0 else "unclear") if np.isfinite(rho) else "n/a"
                 row.update(hp_min=ok.hp.min(), hp_max=ok.hp.max(), ours_min=means.min(), ours_max=means.max(),
                            spearman=rho, ci_low=lo, ci_high=hi,
-                           rises=("yes" if lo > 0 else "no" if hi < 0 else "unclear") if np.isfinite(rho) else "n/a")
+                           rises=TOO_FEW_VALUES if row["values"] < MIN_TREND_VALUES else rises)
             rows.append(row)
     return pd.DataFrame(rows)
 
@@ -153,14 +159,17 @@ def lr_most_consistent(card) -> dict:
     the three variables rise with its hyperparameter (interval above 0); the claim holds ("yes") when
     no other single intervention raises more of them than LR, fails ("no") when one does, and is
     "unclear" without LR and at least one other intervention measured. High LR + L2 is a combination
-    with LR, not a rival, and is left out."""
+    with LR, not a rival, and is left out; so is an intervention with fewer than `MIN_TREND_VALUES`
+    values (named in `too_few`)."""
     from .vocabulary import INTERVENTIONS
 
     measured = card[card.spearman.notna()] if "spearman" in card else card.iloc[0:0]
+    too_few = list(dict.fromkeys(measured.intervention[measured.rises == TOO_FEW_VALUES]))
+    measured = measured[measured.rises != TOO_FEW_VALUES]
     consistent = {label: int((g.rises == "yes").sum()) for label, g in measured.groupby("intervention", sort=False)}
     lr_label, combined = INTERVENTIONS["lr"], INTERVENTIONS["high_lr_l2"]
     rivals = {k: v for k, v in consistent.items() if k not in (lr_label, combined)}
     if lr_label not in consistent or not rivals:
-        return {"agrees": "unclear", "consistent": consistent, "better": []}
+        return {"agrees": "unclear", "consistent": consistent, "better": [], "too_few": too_few}
     better = [k for k, v in rivals.items() if v > consistent[lr_label]]
-    return {"agrees": "no" if better else "yes", "consistent": consistent, "better": better}
+    return {"agrees": "no" if better else "yes", "consistent": consistent, "better": better, "too_few": too_few}

@@ -197,8 +197,13 @@ def reset_sentences(rows: list[dict]) -> str:
 
 def consistency_sentence(cell, verdict: dict) -> str:
     """The plain-words verdict of `compare.lr_most_consistent` for one cell (Sec. 5, Fig. 6)."""
+    from .compare import MIN_TREND_VALUES
+
     counts = "; ".join(f"{k} {v} of 3" for k, v in verdict["consistent"].items())
     head = f"{cell_title(*cell)}: variables that rise with each intervention's hyperparameter: {counts or 'none measured'}."
+    if verdict.get("too_few"):
+        head += (f" Not scored, with fewer than {MIN_TREND_VALUES} hyperparameter values that count: "
+                 f"{', '.join(verdict['too_few'])} (their Spearman correlations are shown below).")
     if verdict["agrees"] == "unclear":
         return head + (" The paper's claim that LR is the most consistent cannot be tested yet: it needs runs of the "
                        "LR sweep and of at least one other intervention.")

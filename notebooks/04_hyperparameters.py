@@ -104,7 +104,9 @@ frame = store.to_frame()
 # hyperparameter, each normalised to [0, 1] as in the paper (line: mean over seeds; band: one sd);
 # diverged runs and runs stopped at the epoch cap short of 100% training accuracy are left out.
 # Below: Table S2 beside ours, with the Spearman correlation of each variable with the
-# hyperparameter and its 95% seed-bootstrap interval, and the verdict on the paper's claim.
+# hyperparameter and its 95% seed-bootstrap interval, and the verdict on the paper's claim. A
+# variable "rises" when the interval lies above 0; an intervention with fewer than three values
+# that count is shown but not scored, since two values show which is higher, not a trend.
 
 # %% tags=["hide-input"]
 show(intervention_panels(frame, CELL, "Fig. 6"))

@@ -245,7 +245,8 @@ def test_fig6_table_s2_beside_ours_and_the_verdict(store):
     assert mom.loc["Unbiased test acc.", "ours_max"] == pytest.approx(80.5)
     assert card[card.intervention == "(ASAM)"].runs.tolist() == [0, 0, 0]  # the diverged run is left out
     verdict = lr_most_consistent(card)
-    assert verdict == {"agrees": "yes", "consistent": {"Learning Rate": 3, "Momentum": 1}, "better": []}
+    assert verdict == {"agrees": "yes", "consistent": {"Learning Rate": 3, "Momentum": 1}, "better": [],
+                       "too_few": []}
 
     fig = figures.intervention_panels(store.to_frame(), ("colored_mnist", "resnet18"))
     assert "LR 0.001 for every intervention, LR 0.15 for High LR + L2" in fig.caption
@@ -254,6 +255,40 @@ def test_fig6_table_s2_beside_ours_and_the_verdict(store):
     table = next(iter(fig.tables.values()))
     assert table[table.intervention == "Momentum"]["paper hyperparameter"].iloc[0] == "0.1 to 0.99"
     fig.plot(fig.data)
+
+
+def test_an_intervention_over_two_values_is_shown_not_scored(tmp_path):
+    """L1 at two values, each variable higher at the second: Spearman over the 2 + 2 runs is
+    +0.894 (ranks 1.5, 1.5, 3.5, 3.5 against 1, 2, 3, 4), an interval above 0, yet two values show
+    no trend. Counted, L1 (3 of 3) would beat LR (1 of 3: accuracy only) and the verdict would be
+    "disagrees"; with fewer than three values it is shown and left out of the verdict, which weighs LR
+    against momentum (three values, accuracy falls) instead."""
+    from lrbook import ResultStore, figures
+    from lrbook.compare import TOO_FEW_VALUES, compare_interventions, lr_most_consistent
+
+    s = ResultStore(tmp_path / "store")
+    cell = ("colored_mnist", "resnet18")
+    for i, lr in enumerate((0.001, 0.01, 0.15)):
+        for seed in (0, 1):
+            _put(s, make_config(*cell, lr=lr, seed=seed, scale="smoke"), 0.6 + 0.1 * i + 0.01 * seed,
+                 0.5 + 0.01 * seed, 0.4 - 0.01 * seed)
+    for i, penalty in enumerate((1e-5, 1e-4)):
+        for seed in (0, 1):
+            _put(s, intervention_config(*cell, "l1", penalty, seed=seed, scale="smoke"), 0.6 + 0.1 * i + 0.01 * seed,
+                 0.3 + 0.1 * i + 0.01 * seed, 0.4 + 0.1 * i + 0.01 * seed)
+    for i, m in enumerate((0.1, 0.5, 0.9)):  # a rival scored over three values: accuracy falls
+        _put(s, intervention_config(*cell, "momentum", m, scale="smoke"), 0.8 - 0.1 * i, 0.5, 0.4)
+    card = compare_interventions(s.to_frame(), *cell)
+    l1 = card[card.intervention == "L1 Regularization"]
+    assert list(l1["values"]) == [2, 2, 2] and list(l1.rises) == [TOO_FEW_VALUES] * 3
+    assert l1.spearman.tolist() == pytest.approx([0.8944] * 3, abs=1e-4) and (l1.ci_low > 0).all()
+    verdict = lr_most_consistent(card)
+    assert verdict == {"agrees": "yes", "consistent": {"Learning Rate": 1, "Momentum": 0}, "better": [],
+                       "too_few": ["L1 Regularization"]}
+    fig = figures.intervention_panels(s.to_frame(), cell)
+    assert "Not scored, with fewer than 3 hyperparameter values that count: L1 Regularization" in fig.notes[0]
+    table = next(iter(fig.tables.values()))
+    assert table[table.intervention == "L1 Regularization"]["values"].tolist() == [2, 2, 2]
 
 
 def test_fig6_draws_one_prunability_reading_in_every_panel(tmp_path):
