@@ -1,5 +1,5 @@
 """Command line: `python -m lrbook status [--json]`, `python -m lrbook sweep ...`,
-`python -m lrbook reevaluate [filters] [--from-curves | --retrain]`."""
+`python -m lrbook reevaluate [filters] [--missing METRIC ...] [--from-curves | --retrain]`."""
 from __future__ import annotations
 
 import argparse
@@ -96,6 +96,9 @@ def _main(argv=None) -> int:
     rev.add_argument("--lr", type=_learning_rate, nargs="+", metavar="LR")
     rev.add_argument("--seed", type=_count(0), nargs="+")
     rev.add_argument("--run-id", nargs="+", metavar="RUN_ID")
+    rev.add_argument("--missing", nargs="+", metavar="METRIC",
+                    help="only runs whose record lacks one of these metrics or holds it from an older "
+                         "definition (e.g. prunability_global)")
     rev.add_argument("--from-curves", action="store_true",
                     help="no weights needed: add the prunability readings that the stored pruning curves allow")
     rev.add_argument("--retrain", action="store_true",
@@ -168,6 +171,17 @@ def _main(argv=None) -> int:
     return 1
 
 
+def _lacks(record: dict, name: str) -> bool:
+    """Whether `record` lacks the metric `name`, or holds it from an older version of its definition
+    (a value stored before versions were recorded counts as current)."""
+    from .metrics import metric_versions
+
+    if name not in record.get("metrics", {}):
+        return True
+    stored = record.get("metric_versions", {}).get(name)
+    return stored is not None and stored != metric_versions([name])[name]
+
+
 def _selected(records, args) -> list[dict]:
     """The records that every given filter of `lrbook reevaluate` admits."""
     def admits(r):
@@ -175,8 +189,18 @@ def _selected(records, args) -> list[dict]:
         return ((not args.dataset or c["dataset"] in args.dataset) and (not args.model or c["model"] in args.model)
                 and (not args.scale or c["scale"] in args.scale) and (not args.seed or c["seed"] in args.seed)
                 and (not args.lr or any(math.isclose(c["lr"], lr, rel_tol=1e-9) for lr in args.lr))
-                and (not args.run_id or r["run_id"] in args.run_id))
+                and (not args.run_id or r["run_id"] in args.run_id)
+                and (not args.missing or any(_lacks(r, name) for name in args.missing)))
 
+    from .metrics import metric_family
+
+    for name in args.missing or ():
+        if metric_family(name) is None:
+            raise ConfigError(f"--missing {name}: not a metric that re-evaluation computes; name one of the "
+                              f"record's evaluation metrics, e.g. prunability_global, csi, test_acc")
+        if not any(name in r.get("metrics", {}) for r in records):
+            print(f"warning: no stored run has a metric {name} yet, so every selected run lacks it "
+                  f"(a new metric, or a misspelt one)", file=sys.stderr)
     return sorted((r for r in records if admits(r)), key=lambda r: r["run_id"])
 
 

@@ -87,7 +87,8 @@ def comparison_table(comparison):
 
 def table_s2_comparison(card):
     """`compare.compare_interventions`'s frame for reading (Table S2 beside ours): per intervention
-    and variable, the hyperparameter and value ranges, the Spearman correlation with its interval,
+    and variable, our hyperparameter range with the paper's in brackets, the values and runs that
+    count, the metric's ranges, the Spearman correlation with its interval,
     and whether the variable rises with the hyperparameter (not scored below `compare.MIN_TREND_VALUES`
     values)."""
     import pandas as pd
@@ -97,8 +98,9 @@ def table_s2_comparison(card):
         rho = r.get("spearman", np.nan)
         reading = r.get("reading")
         rows.append({"intervention": r.intervention, "variable": reading if isinstance(reading, str) else r.variable,
-                     "paper hyperparameter": span(r, "paper_hp_min", "paper_hp_max"),
-                     "ours": span(r, "hp_min", "hp_max"), "values": int(r["values"]), "runs": int(r.runs),
+                     "hyperparameter: ours (paper)": f"{span(r, 'hp_min', 'hp_max')} "
+                                                     f"({span(r, 'paper_hp_min', 'paper_hp_max')})",
+                     "values (runs)": f"{int(r['values'])} ({int(r.runs)})",
                      "paper range": span(r, "paper_min", "paper_max"), "our range": span(r, "ours_min", "ours_max"),
                      "Spearman [95% interval]": spearman_text(rho, r.get("ci_low"), r.get("ci_high")),
                      "rises": r.rises if isinstance(r.get("rises"), str) else "n/a"})

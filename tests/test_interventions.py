@@ -253,7 +253,7 @@ def test_fig6_table_s2_beside_ours_and_the_verdict(store):
     assert "Scale smoke, 13 runs (Learning Rate 6, Batch Size 2, Momentum 6, (ASAM) 1), seeds 0, 1; left out: (ASAM) 1 diverged.*" in fig.caption
     assert "**agrees**" in fig.notes[0]
     table = next(iter(fig.tables.values()))
-    assert table[table.intervention == "Momentum"]["paper hyperparameter"].iloc[0] == "0.1 to 0.99"
+    assert table[table.intervention == "Momentum"]["hyperparameter: ours (paper)"].iloc[0] == "0.1 to 0.99 (0.1 to 0.99)"
     fig.plot(fig.data)
 
 
@@ -288,7 +288,7 @@ def test_an_intervention_over_two_values_is_shown_not_scored(tmp_path):
     fig = figures.intervention_panels(s.to_frame(), cell)
     assert "Not scored, with fewer than 3 hyperparameter values that count: L1 Regularization" in fig.notes[0]
     table = next(iter(fig.tables.values()))
-    assert table[table.intervention == "L1 Regularization"]["values"].tolist() == [2, 2, 2]
+    assert table[table.intervention == "L1 Regularization"]["values (runs)"].tolist() == ["2 (4)"] * 3
 
 
 def test_fig6_draws_one_prunability_reading_in_every_panel(tmp_path):

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from lrbook.__main__ import INCOMPLETE, main
+from lrbook.__main__ import INCOMPLETE, USER_ERROR, main
 from lrbook.checkpoint import checkpoint_dir, weights_path
 from lrbook.config import make_config
 from lrbook.experiment import reevaluate_from_curves, run_experiment
@@ -41,6 +41,30 @@ def test_reevaluate_recomputes_metrics_from_saved_weights(two_runs, capsys):
     assert "max_bc_loss_ratio" not in new["metric_versions"]
     assert new["provenance"]["reevaluated"]["from"] == "weights"
     assert store.get(b.run_id) == json.loads(store.path(b.run_id).read_text()), "not selected: untouched"
+
+
+def test_missing_selects_only_runs_that_lack_the_metric_or_hold_an_older_version(two_runs, capsys):
+    """`--missing prunability_global`: first the run whose record lacks it, then the run whose value an
+    older pruning definition computed; a run whose value is current is never re-evaluated."""
+    store, (a, b), _ = two_runs
+    old = json.loads(store.path(a.run_id).read_text())
+    del old["metrics"]["prunability_global"]
+    store.put(old)
+    b_before = store.path(b.run_id).read_text()
+    argv = ["--store", str(store.root), "reevaluate", "--missing", "prunability_global", "--device", "cpu"]
+    assert main(argv) == 0
+    assert f"{a.run_id}: re-evaluated" in capsys.readouterr().out
+    assert store.path(b.run_id).read_text() == b_before and "prunability_global" in store.get(a.run_id)["metrics"]
+    older = json.loads(b_before)
+    older["metric_versions"]["prunability_global"] = f"pruning/{METRIC_VERSIONS['pruning'] - 1}"
+    store.put(older)
+    a_after = store.path(a.run_id).read_text()
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert f"{b.run_id}: re-evaluated" in out and a.run_id not in out and store.path(a.run_id).read_text() == a_after
+    assert main(argv) == 0 and "no stored run (with metrics) matches" in capsys.readouterr().out
+    assert main(argv[:4] + ["pruneability_global"]) == USER_ERROR  # a typo: nothing selected
+    assert "--missing pruneability_global: not a metric" in capsys.readouterr().err
 
 
 def test_runs_without_weights_are_listed_and_skipped(two_runs, capsys):
