@@ -163,7 +163,9 @@ def lr_most_consistent(card) -> dict:
     values (named in `too_few`)."""
     from .vocabulary import INTERVENTIONS
 
-    measured = card[card.spearman.notna()] if "spearman" in card else card.iloc[0:0]
+    if "spearman" not in card:  # no intervention has a run that counts (all diverged or under-trained)
+        return {"agrees": "unclear", "consistent": {}, "better": [], "too_few": []}
+    measured = card[card.spearman.notna()]
     too_few = list(dict.fromkeys(measured.intervention[measured.rises == TOO_FEW_VALUES]))
     measured = measured[measured.rises != TOO_FEW_VALUES]
     consistent = {label: int((g.rises == "yes").sum()) for label, g in measured.groupby("intervention", sort=False)}

@@ -291,6 +291,24 @@ def test_an_intervention_over_two_values_is_shown_not_scored(tmp_path):
     assert table[table.intervention == "L1 Regularization"]["values (runs)"].tolist() == ["2 (4)"] * 3
 
 
+def test_a_cell_whose_runs_all_count_for_nothing_renders_unclear(tmp_path):
+    """Both momentum runs diverged and there is no LR sweep: no variable is measured, so the table has
+    no Spearman column and the verdict is "unclear" (page 04's smoke run on real MNIST, whose runs are
+    under-trained, reaches this case)."""
+    from lrbook import ResultStore, figures
+    from lrbook.compare import compare_interventions, lr_most_consistent
+
+    s = ResultStore(tmp_path / "store")
+    cell = ("colored_mnist", "fcn")
+    for m in (0.5, 0.9):
+        _put(s, intervention_config(*cell, "momentum", m, scale="smoke"), 0.1, 0.1, 0.1, status="diverged")
+    card = compare_interventions(s.to_frame(), *cell)
+    assert "spearman" not in card and card.runs.sum() == 0
+    assert lr_most_consistent(card) == {"agrees": "unclear", "consistent": {}, "better": [], "too_few": []}
+    fig = figures.intervention_panels(s.to_frame(), cell)
+    assert "cannot be tested yet" in fig.notes[0] and "Momentum 0.5, 0.9 diverged" in fig.caption
+
+
 def test_fig6_draws_one_prunability_reading_in_every_panel(tmp_path):
     """The LR sweep lacks the global reading (trained before weights were kept) and the momentum runs
     have it: the whole cell is drawn with the per-layer reading, the one its table scores."""
