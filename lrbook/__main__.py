@@ -176,7 +176,7 @@ def _lacks(record: dict, name: str) -> bool:
     (a value stored before versions were recorded counts as current)."""
     from .metrics import metric_versions
 
-    if name not in record.get("metrics", {}):
+    if name not in (record.get("metrics") or {}):  # a diverged run's metrics are null
         return True
     stored = record.get("metric_versions", {}).get(name)
     return stored is not None and stored != metric_versions([name])[name]
@@ -198,7 +198,7 @@ def _selected(records, args) -> list[dict]:
         if metric_family(name) is None:
             raise ConfigError(f"--missing {name}: not a metric that re-evaluation computes; name one of the "
                               f"record's evaluation metrics, e.g. prunability_global, csi, test_acc")
-        if not any(name in r.get("metrics", {}) for r in records):
+        if not any(name in (r.get("metrics") or {}) for r in records):
             print(f"warning: no stored run has a metric {name} yet, so every selected run lacks it "
                   f"(a new metric, or a misspelt one)", file=sys.stderr)
     return sorted((r for r in records if admits(r)), key=lambda r: r["run_id"])

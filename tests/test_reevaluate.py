@@ -50,6 +50,8 @@ def test_missing_selects_only_runs_that_lack_the_metric_or_hold_an_older_version
     old = json.loads(store.path(a.run_id).read_text())
     del old["metrics"]["prunability_global"]
     store.put(old)
+    diverged = make_config("moon_star", lr=50.0, scale="smoke", max_epochs=3)  # its metrics are null
+    store.put(old | {"run_id": diverged.run_id, "config": diverged.to_dict(), "status": "diverged", "metrics": None})
     b_before = store.path(b.run_id).read_text()
     argv = ["--store", str(store.root), "reevaluate", "--missing", "prunability_global", "--device", "cpu"]
     assert main(argv) == 0
