@@ -115,16 +115,12 @@ def compare_interventions(runs, dataset: str, model: str):
     is one `selection.prunability_reading` over all of them (column `reading`)."""
     import pandas as pd
 
-    from .interventions import intervention_runs
+    from .interventions import counted_runs, intervention_runs
     from .paper import table_s2_row
-    from .selection import under_trained
     from .vocabulary import INTERVENTION_METRICS, INTERVENTIONS
 
     prefixes = {"test_acc": ("test_acc", 100.0), "prunability": ("prunability", 1.0), "csi": ("avg_csi", 1.0)}
-    used = {}
-    for name in INTERVENTIONS:
-        sub = intervention_runs(runs, dataset, model, name)
-        used[name] = scored_runs(sub) if name == "lr" else sub[(sub.status != "diverged") & ~under_trained(sub)]
+    used = {name: counted_runs(intervention_runs(runs, dataset, model, name), name) for name in INTERVENTIONS}
     # one prunability reading for the whole cell, so that the interventions are compared on one scale
     every = [u for u in used.values() if len(u)]
     reading = prunability_reading(pd.concat(every)) if every else "prunability"

@@ -252,18 +252,12 @@ def intervention_cells(runs) -> list[tuple[str, str]]:
     return stored_cells(other)
 
 
-def _shown_runs(name, runs):
-    from .selection import under_trained
-
-    return scored_runs(runs) if name == "lr" else runs[(runs.status != "diverged") & ~under_trained(runs)]
-
-
 def intervention_panels(runs, cell, number: str = "Fig. 6", scale: str | None = None) -> Figure:
     """Fig. 6 (and each cell of Fig. 20): every intervention's hyperparameter against unbiased
     accuracy, prunability and CSI in one cell, LR first; Table S2 beside ours, and the verdict on
     the paper's claim that LR is the most consistent (`compare.lr_most_consistent`)."""
     from .compare import compare_interventions, lr_most_consistent
-    from .interventions import fixed_lrs, intervention_runs
+    from .interventions import counted_runs, fixed_lrs, intervention_runs
     from .plots import plot_intervention_panels
     from .tables import table_s2_comparison
     from .vocabulary import INTERVENTION_METRICS, INTERVENTIONS
@@ -275,7 +269,7 @@ def intervention_panels(runs, cell, number: str = "Fig. 6", scale: str | None = 
         return no_runs
     at = runs[runs.scale == scale]
     per = {name: intervention_runs(at, *cell, name) for name in INTERVENTIONS}
-    shown = [(name, _shown_runs(name, r)) for name, r in per.items()]
+    shown = [(name, counted_runs(r, name)) for name, r in per.items()]
     every = pd_concat([r for r in per.values() if len(r)])
     if every is None:
         return no_runs
@@ -320,7 +314,7 @@ def intervention_dynamics(store, runs, cell, scale: str | None = None) -> Figure
     CSI and largest BC loss ratio (the loss side and the feature side of Sec. 5's sentence)."""
     import pandas as pd
 
-    from .interventions import intervention_runs
+    from .interventions import counted_runs, intervention_runs
     from .plots import plot_intervention_dynamics
     from .vocabulary import INTERVENTIONS
 
@@ -330,7 +324,7 @@ def intervention_dynamics(store, runs, cell, scale: str | None = None) -> Figure
     at = runs[runs.scale == scale]
     data, rows, shown = [], [], []
     per = {name: intervention_runs(at, *cell, name) for name in INTERVENTIONS}
-    shown_by = {name: _shown_runs(name, r) for name, r in per.items()}
+    shown_by = {name: counted_runs(r, name) for name, r in per.items()}
     for name, sub in shown_by.items():
         if sub.empty:
             continue

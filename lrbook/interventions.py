@@ -160,3 +160,14 @@ def intervention_runs(runs, dataset: str, model: str, intervention: str):
     on = (value > 0) & ((cell.loss == "focal") if intervention == "focal_loss" else True) \
         & ((cell.optimizer == "asam") if intervention == "asam" else True)
     return cell[on].assign(hp=value[on])
+
+
+def counted_runs(runs, intervention: str):
+    """The runs of one intervention (from `intervention_runs`) that Sec. 5's comparison counts: for the
+    LR sweep its `selection.scored_runs` (the paper's LR-range rule too), for the others every run
+    that neither diverged nor stopped under-trained."""
+    from .selection import scored_runs, under_trained
+
+    if intervention == "lr":
+        return scored_runs(runs)
+    return runs[(runs.status != "diverged") & ~under_trained(runs)]

@@ -25,12 +25,13 @@ class PaperItem:
     illustration: str = ""  # if set, a diagram or a set of examples: nothing to reproduce, for this reason
     computed: str = ""  # if set, computed when the page is built, from no stored runs: what it checks
     undescribed: bool = False  # the paper's text never refers to it: what it shows is not known here
+    interventions: bool = False  # Sec. 5's comparison: coverage and verdict from the interventions' runs
 
 
-# Table S2's cells (ResNet18 on three datasets); coverage here counts their LR sweeps only.
+# Table S2's cells (ResNet18 on three datasets); Sec. 5's items also count any other cell with runs
+# of an intervention (e.g. the FCN at `cpu` scale), as page 04 shows them.
 _TABLE_S2_CELLS = tuple((d, "resnet18") for d in ("colored_mnist", "mnist_cifar", "double_mnist"))
-_INTERVENTION_RUNS = ("counts the cells' LR sweeps; the interventions' runs, Table S2 beside ours and the verdict on "
-                      "LR being the most consistent are on the 04 hyperparameters page")
+MIN_INTERVENTION_VALUES = 4  # per intervention and cell: values with MIN_SEEDS counted seeds
 _CIFAR = ("CIFAR-10/100 cannot be downloaded on the build machine (no internet); the code runs "
           "wherever torchvision can download them")
 _SEMI = SEMI_SYNTHETIC_CELLS
@@ -57,7 +58,7 @@ PAPER_ITEMS = (
     PaperItem("Fig. 7, 19", "Swin-T on CelebA / Waterbirds (AdamW, pretrained)", "03 naturalistic",
               blocked="CelebA, Waterbirds and ImageNet-pretrained Swin-T weights cannot be downloaded here"),
     PaperItem("Fig. 6, 9, 20", "ResNet18: LR vs batch size, momentum, L1, L2, focal loss, ASAM",
-              "04 hyperparameters", _TABLE_S2_CELLS, partial=_INTERVENTION_RUNS),
+              "04 hyperparameters", _TABLE_S2_CELLS, interventions=True),
     PaperItem("Fig. 8, 10, 14, 35, 36", "CIFAR-10/100 attribution maps, entropy, background share",
               "05 standard classification",
               blocked=_CIFAR + "; page 05 shows the same analyses on MNIST and Fashion-MNIST meanwhile"),
@@ -93,7 +94,7 @@ PAPER_ITEMS = (
     PaperItem("Table S1", "Value ranges per dataset x model cell", "scorecard",
               SYNTHETIC_CELLS + _SEMI, _TABLE_S1),
     PaperItem("Table S2", "Value ranges of the hyperparameter comparison", "04 hyperparameters",
-              _TABLE_S2_CELLS, partial=_INTERVENTION_RUNS),
+              _TABLE_S2_CELLS, interventions=True),
 )
 
 COVERAGE = ("complete", "partial", "pending", "not possible here", "computed", "nothing to reproduce",
@@ -113,6 +114,82 @@ def cell_coverage(df, dataset: str, model: str) -> dict:
     return {"runs": int(len(at)), "lrs": int(at.lr.nunique()), "seeds": int(at.seed.nunique()),
             "scale": scale, "lr_min": float(at.lr.min()), "lr_max": float(at.lr.max()),
             "complete": complete_lrs(at) >= MIN_LRS}
+
+
+def intervention_coverage(df, dataset: str, model: str) -> dict:
+    """Sec. 5's comparison in one cell, at the scale page 04 shows it (`figures.intervention_scale`):
+    per intervention, the hyperparameter values with `MIN_SEEDS` counted seeds
+    (`interventions.counted_runs`); `complete` when every intervention has `MIN_INTERVENTION_VALUES`
+    of them; `agrees` is page 04's verdict (`compare.lr_most_consistent`: yes, no or unclear)."""
+    from .compare import compare_interventions, lr_most_consistent
+    from .figures import intervention_scale
+    from .interventions import counted_runs, intervention_runs
+    from .vocabulary import INTERVENTIONS
+
+    scale = intervention_scale(df, (dataset, model)) if len(df) else None
+    if scale is None:
+        return {"runs": 0, "scale": None, "complete": False, "values": {}, "agrees": None}
+    at = df[df.scale == scale]
+    per = {name: intervention_runs(at, dataset, model, name) for name in INTERVENTIONS}
+    values = {}
+    for name, runs in per.items():
+        counted = counted_runs(runs, name)
+        values[name] = int((counted.groupby("hp").seed.nunique() >= MIN_SEEDS).sum()) if len(counted) else 0
+    ids = {run_id for r in per.values() for run_id in r.run_id}  # batch 100 is also the LR sweep's run
+    return {"runs": len(ids), "scale": scale, "values": values,
+            "lrs": int(per["lr"].lr.nunique()) if len(per["lr"]) else 0,
+            "seeds": int(max((r.seed.nunique() for r in per.values() if len(r)), default=0)),
+            "complete": all(v >= MIN_INTERVENTION_VALUES for v in values.values()),
+            "agrees": lr_most_consistent(compare_interventions(at, dataset, model))}
+
+
+def _interventions_row(df) -> dict:
+    """Coverage and verdict of Sec. 5's items (Fig. 6, 9, 20; Table S2): the paper's three ResNet18
+    cells and every other cell with runs of an intervention, each at page 04's scale. Complete when
+    the paper's cells all are (`intervention_coverage`); the verdict summarises page 04's per cell."""
+    from .figures import intervention_cells
+    from .vocabulary import INTERVENTIONS
+
+    with_interventions = intervention_cells(df) if len(df) else []
+    cells = list(_TABLE_S2_CELLS) + [c for c in with_interventions if c not in _TABLE_S2_CELLS]
+    cov = {c: intervention_coverage(df, *c) for c in cells}
+    some = {c: v for c, v in cov.items() if v["runs"]}
+    if not some:
+        return {"status": "pending", "verdict": "not run", "note": "no runs of the LR sweeps or the interventions"}
+    notes = []
+    for c, v in some.items():
+        if c not in with_interventions:
+            continue
+        name = _cell_name(*c, v["scale"])
+        short = [f"{INTERVENTIONS[n]} {k}" for n, k in v["values"].items() if k < MIN_INTERVENTION_VALUES]
+        done = len(v["values"]) - len(short)
+        notes.append(f"{name}: {done}/{len(v['values'])} interventions with >= {MIN_INTERVENTION_VALUES} values x "
+                     f"{MIN_SEEDS} seeds" + (f" (fewer: {', '.join(short)})" if short else ""))
+    missing = [_cell_name(*c, None) for c in _TABLE_S2_CELLS if c not in with_interventions]
+    if missing:
+        notes.append(f"no intervention runs yet for the paper's {', '.join(missing)}")
+    judged = {c: v["agrees"] for c, v in some.items() if v["agrees"]["agrees"] in ("yes", "no")}
+    answers = {v["agrees"] for v in judged.values()}
+    if not judged:
+        verdict_, why = "unclear", ("no cell has runs of the LR sweep and of another intervention with "
+                                    "enough values to compare")
+    else:
+        verdict_ = "agrees" if answers == {"yes"} else "disagrees" if answers == {"no"} else "partly"
+        parts = []
+        for c, a in judged.items():
+            counts = ", ".join(f"{k} {n}" for k, n in a["consistent"].items())
+            result = (f"{', '.join(a['better'])} raise{'s' if len(a['better']) == 1 else ''} more than LR" if a["better"]
+                      else "no other intervention raises more than LR")
+            parts.append(f"{_cell_name(*c, some[c]['scale'])}: {result} (variables that rise, of 3: {counts})")
+        why = "; ".join(parts)
+        unjudged = [_cell_name(*c, None) for c in _TABLE_S2_CELLS if c not in judged]
+        if unjudged:
+            why += f"; not yet compared on the paper's {', '.join(unjudged)}"
+    return {"status": "complete" if all(cov[c]["complete"] for c in _TABLE_S2_CELLS) else "partial",
+            "scale": ", ".join(sorted({v["scale"] for v in some.values()})),
+            "runs": sum(v["runs"] for v in some.values()), "lrs": max(v["lrs"] for v in some.values()),
+            "seeds": max(v["seeds"] for v in some.values()), "note": "; ".join(notes),
+            "verdict": verdict_, "verdict_note": why}
 
 
 def _cell_name(dataset: str, model: str, scale: str | None) -> str:
@@ -186,6 +263,8 @@ def status_table(store=None, card=None):
                        verdict_note=f"the {it.section} page reports it")
         elif not it.cells:
             row.update(status="pending", note=it.planned, verdict="not run")
+        elif it.interventions:
+            row.update(_interventions_row(df))
         else:
             cov = [cell_coverage(runs, d, m) | {"cell": f"{d}/{m}"} for d, m in it.cells]
             done = [c for c in cov if c["complete"]]

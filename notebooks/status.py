@@ -23,7 +23,9 @@
 # prints the same table, `--json` as JSON).
 #
 # **Coverage**: what the store holds for the item.
-# * **complete**: every cell the item needs has at least 5 LRs x 3 seeds stored;
+# * **complete**: every cell the item needs has at least 5 LRs x 3 seeds stored (for Sec. 5's
+#   hyperparameter comparison, Fig. 6, 9, 20 and Table S2: every intervention has at least 4 values x 3
+#   seeds in each of the paper's three ResNet18 cells);
 # * **partial**: some cells have runs;
 # * **pending**: nothing stored yet, or the section that would show it is not built yet;
 # * **not possible here**: the data or weights cannot be obtained on the machine that builds this
@@ -42,6 +44,11 @@
 #   clear trend;
 # * **not scored**: the item's claim is not a Table S1 trend (its page tests it) or there are too few
 #   runs to score; **not run**: no runs stored.
+#
+# Sec. 5's items test a different claim, that LR is the most consistent intervention: their verdict is
+# page 04's for each cell with runs of an intervention (**agrees** when, in every such cell, no other
+# intervention raises more of unbiased accuracy, prunability and CSI than LR does; **disagrees** when
+# one does in every cell; **partly** when the cells differ).
 #
 # A complete item can agree only partly (more seeds narrow the intervals), and a partial one can
 # already agree on the cells it has.

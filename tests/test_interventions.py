@@ -439,3 +439,41 @@ def test_the_caption_names_each_value_left_out_and_why():
     assert prose.interventions_phrase("cpu", per, shown) == (
         "*Scale cpu, 7 runs (Learning Rate 2, Momentum 5), seeds 0, 1; left out: Learning Rate 0.5 beyond the "
         "LR range; Momentum 0.97 (1 of 2 runs), 0.99 diverged; Momentum 0.71 under-trained.*")
+
+
+def test_status_page_scores_sec5_from_the_interventions_runs(store, tmp_path):
+    """The status rows of Fig. 6, 9, 20 and Table S2 take page 04's verdict per cell: in `store` LR
+    raises all three variables and momentum one, so they agree; with momentum raising all three and
+    LR only accuracy, they disagree and name momentum. Coverage counts, per intervention, the values
+    with 3 counted seeds: momentum's two values with seeds 0, 1, 2 count; a value whose third seed
+    diverged does not, nor does a diverged value."""
+    from lrbook import ResultStore
+    from lrbook.status import intervention_coverage, status_table
+
+    rows = status_table(store).set_index("item")
+    for item in ("Fig. 6, 9, 20", "Table S2"):
+        row = rows.loc[item]
+        assert (row.status, row.verdict, row.scale, row.runs) == ("partial", "agrees", "smoke", 13)
+        assert row.verdict_note.startswith("Colored MNIST/ResNet18 (smoke): no other intervention raises more than LR "
+                                           "(variables that rise, of 3: Learning Rate 3, Momentum 1)")
+        assert row.verdict_note.endswith("not yet compared on the paper's MNIST-CIFAR/ResNet18, Double MNIST/ResNet18")
+        assert "no intervention runs yet for the paper's MNIST-CIFAR/ResNet18, Double MNIST/ResNet18" in row.note
+
+    s = ResultStore(tmp_path / "rivals")
+    cell = ("colored_mnist", "fcn")
+    for i, lr in enumerate((0.05, 0.1, 0.5)):  # LR raises accuracy only
+        for seed in (0, 1, 2):
+            _put(s, make_config(*cell, lr=lr, seed=seed, scale="smoke"), 0.6 + 0.1 * i + 0.01 * seed, 0.5, 0.4)
+    for i, m in enumerate((0.1, 0.5, 0.9)):  # momentum raises all three
+        for seed in (0, 1, 2):
+            status = "diverged" if (m == 0.9 and seed == 2) else "converged"
+            _put(s, intervention_config(*cell, "momentum", m, seed=seed, scale="smoke"), 0.6 + 0.1 * i + 0.01 * seed,
+                 0.3 + 0.1 * i + 0.01 * seed, 0.3 + 0.1 * i + 0.01 * seed, status=status)
+    _put(s, intervention_config(*cell, "asam", 0.5, scale="smoke"), 0.1, 0.1, 0.1, status="diverged")
+    cov = intervention_coverage(s.to_frame(), *cell)
+    assert cov["values"]["momentum"] == 2 and cov["values"]["lr"] == 3 and cov["values"]["asam"] == 0
+    assert cov["runs"] == 19 and not cov["complete"] and cov["agrees"]["better"] == ["Momentum"]
+    row = status_table(s).set_index("item").loc["Fig. 6, 9, 20"]
+    assert row.verdict == "disagrees" and "Colored MNIST/FCN (smoke): Momentum raises more than LR" in row.verdict_note
+    assert row.note.startswith("Colored MNIST/FCN (smoke): 0/8 interventions with >= 4 values x 3 seeds")
+    assert "no intervention runs yet for the paper's Colored MNIST/ResNet18, MNIST-CIFAR/ResNet18" in row.note
