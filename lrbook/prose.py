@@ -208,7 +208,8 @@ def consistency_sentence(cell, verdict: dict) -> str:
         return head + (" The paper's claim that LR is the most consistent cannot be tested yet: it needs runs of the "
                        "LR sweep and of at least one other intervention.")
     if verdict["agrees"] == "no":
-        return head + (f" {', '.join(verdict['better'])} raise more of them than LR: this **disagrees** with the "
+        verb = "raises" if len(verdict["better"]) == 1 else "raise"
+        return head + (f" {', '.join(verdict['better'])} {verb} more of them than LR: this **disagrees** with the "
                        "paper's claim that LR is the most consistent.")
     return head + " No other single intervention raises more of them than LR: this **agrees** with the paper's claim."
 

@@ -477,3 +477,15 @@ def test_status_page_scores_sec5_from_the_interventions_runs(store, tmp_path):
     assert row.verdict == "disagrees" and "Colored MNIST/FCN (smoke): Momentum raises more than LR" in row.verdict_note
     assert row.note.startswith("Colored MNIST/FCN (smoke): 0/8 interventions with >= 4 values x 3 seeds")
     assert "no intervention runs yet for the paper's Colored MNIST/ResNet18, MNIST-CIFAR/ResNet18" in row.note
+
+
+def test_the_verdict_sentence_names_the_interventions_that_beat_lr():
+    from lrbook.prose import consistency_sentence
+
+    one = {"agrees": "no", "consistent": {"Learning Rate": 2, "(ASAM)": 3}, "better": ["(ASAM)"], "too_few": []}
+    text = consistency_sentence(("double_mnist", "fcn"), one)
+    assert text.startswith("Double MNIST / FCN: variables that rise with each intervention's hyperparameter: "
+                           "Learning Rate 2 of 3; (ASAM) 3 of 3.")
+    assert "(ASAM) raises more of them than LR: this **disagrees**" in text
+    two = one | {"consistent": {"Learning Rate": 1, "Momentum": 2, "(ASAM)": 3}, "better": ["Momentum", "(ASAM)"]}
+    assert "Momentum, (ASAM) raise more of them than LR" in consistency_sentence(("double_mnist", "fcn"), two)
