@@ -8,6 +8,7 @@ import math
 import sys
 
 from .config import DATASET_PRESETS, MODELS, SCALES, ConfigError
+from .vocabulary import INTERVENTIONS
 
 USER_ERROR = 2  # exit status of a usage or data error, as argparse's own
 INCOMPLETE = 3  # a sweep that left runs to other processes or could not claim them
@@ -27,6 +28,16 @@ def _learning_rate(text: str) -> float:
         raise argparse.ArgumentTypeError(f"a learning rate must be a number > 0, got {text!r}") from None
     if not (math.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(f"a learning rate must be a finite number > 0, got {text}")
+    return value
+
+
+def _number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text}")
     return value
 
 
@@ -69,10 +80,16 @@ def _main(argv=None) -> int:
                     help="validate every record and claim in the store; exit 1 if any is bad")
     st.add_argument("--clean", action="store_true",
                     help="remove stale claims and leftover temporary files older than a minute")
-    sw = sub.add_parser("sweep", help="train the missing runs of an LR x seed grid")
+    sw = sub.add_parser("sweep", help="train the missing runs of an LR x seed grid, or of one intervention's "
+                                      "values x seeds (Sec. 5)")
     sw.add_argument("dataset", choices=list(DATASET_PRESETS))
     sw.add_argument("--model", default="fcn", choices=MODELS)
-    sw.add_argument("--lrs", type=_learning_rate, nargs="+", required=True, metavar="LR")
+    sw.add_argument("--lrs", type=_learning_rate, nargs="+", metavar="LR", help="the LR grid (without --intervention)")
+    sw.add_argument("--intervention", choices=INTERVENTIONS,
+                    help="vary this intervention's hyperparameter at its fixed LR instead of the LR (Sec. 5, Fig. 6)")
+    sw.add_argument("--values", type=_number, nargs="+", metavar="V",
+                    help="with --intervention: its hyperparameter values in Table S2's encoding "
+                         "(default: 5 values spanning Table S2's range)")
     sw.add_argument("--seeds", type=_count(0), nargs="+", default=[0, 1, 2])
     sw.add_argument("--scale", default="cpu", choices=SCALES)
     sw.add_argument("--workers", type=_count(1), default=1)
@@ -109,7 +126,6 @@ def _main(argv=None) -> int:
                     help="folder holding MNIST/raw/ and cifar-10-batches-py/ (default: $LRBOOK_DATA or ./data)")
     args = parser.parse_args(argv)
 
-    from .config import grid
     from .store import ResultStore
 
     store = ResultStore(args.store)
@@ -144,7 +160,7 @@ def _main(argv=None) -> int:
     if args.command == "sweep":
         speed = dict(precision=args.precision, channels_last=args.channels_last, compile=args.compile is not None,
                      compile_mode=args.compile or "default")
-        configs = grid(args.dataset, args.model, lrs=args.lrs, seeds=args.seeds, scale=args.scale, **speed)
+        configs = _sweep_configs(args, speed)
         if args.ray in (None, "local"):  # a Ray cluster's workers have their own devices and data
             from .data import require_data
 
@@ -169,6 +185,26 @@ def _main(argv=None) -> int:
             return INCOMPLETE
         return 0
     return 1
+
+
+def _sweep_configs(args, speed) -> list:
+    """The runs `lrbook sweep` asks for: an LR x seed grid, or one intervention's values x seeds."""
+    from .config import grid
+
+    if args.intervention is None:
+        if not args.lrs:
+            raise ConfigError("sweep: give --lrs, or --intervention NAME to vary another hyperparameter")
+        if args.values:
+            raise ConfigError("sweep: --values goes with --intervention; the LR grid is --lrs")
+        return grid(args.dataset, args.model, lrs=args.lrs, seeds=args.seeds, scale=args.scale, **speed)
+    if args.lrs:
+        raise ConfigError(f"sweep: --intervention {args.intervention} runs at the cell's fixed LR; give its "
+                          f"hyperparameter values with --values, not --lrs")
+    from .interventions import hyperparameter_grid, intervention_config
+
+    values = args.values or hyperparameter_grid(args.intervention, args.dataset)
+    return [intervention_config(args.dataset, args.model, args.intervention, v, seed=s, scale=args.scale, **speed)
+            for v in values for s in args.seeds]
 
 
 def _lacks(record: dict, name: str) -> bool:

@@ -390,3 +390,28 @@ def test_pruning_curves_with_bn_batch_statistics_start_from_their_own_base_accur
     assert "BN batch stats" in ax.get_xlabel()
     ax = plot_pruning_curves([rec(0.1, True), rec(0.2, False)], "structured")
     assert [list(line.get_ydata()) for line in ax.get_lines()] == [[0.8, 0.1], [0.8, 0.1]]
+
+
+def test_cli_sweep_intervention_trains_its_values_at_the_fixed_lr(tmp_path, capsys):
+    from lrbook.interventions import fixed_lrs
+
+    store = tmp_path / "s"
+    argv = ["--store", str(store), "sweep", "parity", "--intervention", "momentum", "--values", "0.5",
+            "--seeds", "0", "--scale", "smoke", "--device", "cpu"]
+    assert main(argv) == 0
+    assert capsys.readouterr().out.strip().endswith("1 trained, 0 already stored, 0 running elsewhere, 0 failed")
+    config = ResultStore(store).records()[0]["config"]
+    assert config["momentum"] == 0.5 and config["lr"] == fixed_lrs("parity", "fcn", "smoke")[0]
+    assert main(argv) == 0 and "0 trained, 1 already stored" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--intervention", "l2", "--lrs", "0.1"], "runs at the cell's fixed LR"),
+    ([], "give --lrs, or --intervention"),
+    (["--lrs", "0.1", "--values", "0.5"], "--values goes with --intervention"),
+    (["--intervention", "momentum", "--values", "1.5"], "momentum"),
+])
+def test_cli_sweep_rejects_mixed_grids_at_once(tmp_path, capsys, extra, message):
+    assert main(["--store", str(tmp_path / "s"), "sweep", "parity", "--scale", "smoke", "--device", "cpu"] + extra) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "s").exists() or len(ResultStore(tmp_path / "s")) == 0
