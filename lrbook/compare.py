@@ -105,47 +105,67 @@ def trend_summary(card):
     return pd.DataFrame(rows)
 
 
-def compare_interventions(runs, dataset: str, model: str):
+def counted_intervention_runs(runs, dataset: str, model: str) -> dict:
+    """Per intervention, its runs in one cell that count (`interventions.counted_runs`)."""
+    from .interventions import counted_runs, intervention_runs
+    from .vocabulary import INTERVENTIONS
+
+    return {name: counted_runs(intervention_runs(runs, dataset, model, name), name) for name in INTERVENTIONS}
+
+
+def compare_interventions(runs, dataset: str, model: str, used: dict | None = None):
     """Table S2 beside ours for one cell at one scale (Sec. 5, Fig. 6): per intervention and per
     variable (unbiased accuracy, prunability, CSI) the paper's hyperparameter and value ranges, ours
     (min/max over per-value means), and Spearman(hyperparameter, variable) over runs with its
     seed-bootstrap 95% interval; `rises` says whether the interval lies above 0, and is `TOO_FEW_VALUES`
     (not scored) with fewer than `MIN_TREND_VALUES` distinct hyperparameter values. The LR sweep counts
     its `scored_runs`; the other interventions leave out diverged and under-trained runs. Prunability
-    is one `selection.prunability_reading` over all of them (column `reading`)."""
+    is one `selection.prunability_reading` over all of them (column `reading`). `used`: the
+    `counted_intervention_runs`, when already selected."""
     import pandas as pd
 
-    from .interventions import counted_runs, intervention_runs
+    from .vocabulary import INTERVENTIONS
+
+    used = counted_intervention_runs(runs, dataset, model) if used is None else used
+    reading = _cell_reading(used)
+    return pd.DataFrame([row for name in INTERVENTIONS for row in _intervention_rows(dataset, name, used[name], reading)])
+
+
+def _cell_reading(used: dict) -> str:
+    """One prunability reading for the whole cell, so that the interventions are compared on one scale."""
+    import pandas as pd
+
+    every = [u for u in used.values() if len(u)]
+    return prunability_reading(pd.concat(every)) if every else "prunability"
+
+
+def _intervention_rows(dataset: str, name: str, ok, reading: str) -> list[dict]:
+    """`compare_interventions`'s three rows of one intervention, from its counted runs `ok`."""
     from .paper import table_s2_row
     from .vocabulary import INTERVENTION_METRICS, INTERVENTIONS
 
     prefixes = {"test_acc": ("test_acc", 100.0), "prunability": ("prunability", 1.0), "csi": ("avg_csi", 1.0)}
-    used = {name: counted_runs(intervention_runs(runs, dataset, model, name), name) for name in INTERVENTIONS}
-    # one prunability reading for the whole cell, so that the interventions are compared on one scale
-    every = [u for u in used.values() if len(u)]
-    reading = prunability_reading(pd.concat(every)) if every else "prunability"
+    ref = table_s2_row(dataset, name)
     rows = []
-    for name, label in INTERVENTIONS.items():
-        ok = used[name]
-        ref = table_s2_row(dataset, name)
-        for metric in INTERVENTION_METRICS:
-            prefix, unit = prefixes[metric]
-            row = {"intervention": label, "variable": METRIC_LABELS[metric], "runs": len(ok), "values": ok.hp.nunique()}
-            if metric == "prunability":
-                metric, row["reading"] = reading, METRIC_LABELS[reading]
-            if ref is not None:
-                row.update(paper_hp_min=ref.hp_min, paper_hp_max=ref.hp_max, paper_min=ref[f"{prefix}_min"],
-                           paper_max=ref[f"{prefix}_max"])
-            if len(ok) and metric in ok and ok[metric].notna().any():
-                means = ok.groupby("hp")[metric].mean() * unit
-                rho = spearman(ok.hp, ok[metric])
-                lo, hi = bootstrap_spearman(ok, metric, by="hp")
-                rises = ("yes" if lo > 0 else "no" if hi < 0 else "unclear") if np.isfinite(rho) else "n/a"
-                row.update(hp_min=ok.hp.min(), hp_max=ok.hp.max(), ours_min=means.min(), ours_max=means.max(),
-                           spearman=rho, ci_low=lo, ci_high=hi,
-                           rises=TOO_FEW_VALUES if row["values"] < MIN_TREND_VALUES else rises)
-            rows.append(row)
-    return pd.DataFrame(rows)
+    for metric in INTERVENTION_METRICS:
+        prefix, unit = prefixes[metric]
+        row = {"intervention": INTERVENTIONS[name], "variable": METRIC_LABELS[metric], "runs": len(ok),
+               "values": ok.hp.nunique()}
+        if metric == "prunability":
+            metric, row["reading"] = reading, METRIC_LABELS[reading]
+        if ref is not None:
+            row.update(paper_hp_min=ref.hp_min, paper_hp_max=ref.hp_max, paper_min=ref[f"{prefix}_min"],
+                       paper_max=ref[f"{prefix}_max"])
+        if len(ok) and metric in ok and ok[metric].notna().any():
+            means = ok.groupby("hp")[metric].mean() * unit
+            rho = spearman(ok.hp, ok[metric])
+            lo, hi = bootstrap_spearman(ok, metric, by="hp")
+            rises = ("yes" if lo > 0 else "no" if hi < 0 else "unclear") if np.isfinite(rho) else "n/a"
+            row.update(hp_min=ok.hp.min(), hp_max=ok.hp.max(), ours_min=means.min(), ours_max=means.max(),
+                       spearman=rho, ci_low=lo, ci_high=hi,
+                       rises=TOO_FEW_VALUES if row["values"] < MIN_TREND_VALUES else rises)
+        rows.append(row)
+    return rows
 
 
 def lr_most_consistent(card) -> dict:
@@ -171,3 +191,35 @@ def lr_most_consistent(card) -> dict:
         return {"agrees": "unclear", "consistent": consistent, "better": [], "too_few": too_few}
     better = [k for k, v in rivals.items() if v > consistent[lr_label]]
     return {"agrees": "no" if better else "yes", "consistent": consistent, "better": better, "too_few": too_few}
+
+
+def verdict_sensitivity(runs, dataset: str, model: str, used: dict | None = None) -> dict:
+    """How much `lr_most_consistent`'s verdict on one cell rests on single hyperparameter values:
+    the verdict again with each counted value of each intervention left out (all its seeds), one at a
+    time. Returns the verdict on all runs (`agrees`), the number of values tried (`checks`; none when
+    the verdict is "unclear") and each value that changes it (`flips`: intervention label, value,
+    new verdict). `used`: the `counted_intervention_runs`, when already selected."""
+    import pandas as pd
+
+    from .vocabulary import INTERVENTIONS
+
+    used = counted_intervention_runs(runs, dataset, model) if used is None else used
+    reading = _cell_reading(used)
+    rows = {name: _intervention_rows(dataset, name, ok, reading) for name, ok in used.items()}
+    agrees = lr_most_consistent(pd.DataFrame([r for rs in rows.values() for r in rs]))["agrees"]
+    checks, flips = 0, []
+    if agrees == "unclear":
+        return {"agrees": agrees, "checks": 0, "flips": []}
+    for name, ok in used.items():
+        for value in sorted(ok.hp.unique()) if len(ok) else ():
+            checks += 1
+            fewer = dict(used, **{name: ok[ok.hp != value]})
+            if _cell_reading(fewer) == reading:  # only this intervention's rows change
+                card = pd.DataFrame([r for n, rs in rows.items() for r in (
+                    _intervention_rows(dataset, n, fewer[n], reading) if n == name else rs)])
+            else:
+                card = compare_interventions(runs, dataset, model, fewer)
+            other = lr_most_consistent(card)["agrees"]
+            if other != agrees:
+                flips.append((INTERVENTIONS[name], float(value), other))
+    return {"agrees": agrees, "checks": checks, "flips": flips}

@@ -256,7 +256,7 @@ def intervention_panels(runs, cell, number: str = "Fig. 6", scale: str | None = 
     """Fig. 6 (and each cell of Fig. 20): every intervention's hyperparameter against unbiased
     accuracy, prunability and CSI in one cell, LR first; Table S2 beside ours, and the verdict on
     the paper's claim that LR is the most consistent (`compare.lr_most_consistent`)."""
-    from .compare import compare_interventions, lr_most_consistent
+    from .compare import compare_interventions, lr_most_consistent, verdict_sensitivity
     from .interventions import counted_runs, fixed_lrs, intervention_runs
     from .plots import plot_intervention_panels
     from .tables import table_s2_comparison
@@ -273,8 +273,9 @@ def intervention_panels(runs, cell, number: str = "Fig. 6", scale: str | None = 
     every = pd_concat([r for r in per.values() if len(r)])
     if every is None:
         return no_runs
-    card = compare_interventions(at, *cell)
+    card = compare_interventions(at, *cell, dict(shown))
     verdict = lr_most_consistent(card)
+    fragility = prose.sensitivity_sentence(verdict_sensitivity(at, *cell, dict(shown)))
     scored = [r for _, r in shown if len(r)]
     reading = prunability_reading(pd_concat(scored)) if scored else "prunability"
     metrics = tuple(reading if m == "prunability" else m for m in INTERVENTION_METRICS)
@@ -285,7 +286,7 @@ def intervention_panels(runs, cell, number: str = "Fig. 6", scale: str | None = 
                                    note=prose.interventions_phrase(scale, per, dict(shown)))
     return Figure(caption, dict(panels=shown, cell=cell, metrics=metrics, stored={k: len(v) for k, v in per.items()}),
                   plot_intervention_panels,
-                  [prose.consistency_sentence(cell, verdict)],
+                  [" ".join(filter(None, (prose.consistency_sentence(cell, verdict), fragility)))],
                   {"Table S2 beside ours (Spearman of each variable with the hyperparameter, 95% seed-bootstrap "
                    "interval)": table_s2_comparison(card)}, every)
 

@@ -214,6 +214,22 @@ def consistency_sentence(cell, verdict: dict) -> str:
     return head + " No other single intervention raises more of them than LR: this **agrees** with the paper's claim."
 
 
+VERDICT_WORDS = {"yes": "agrees", "no": "disagrees", "unclear": "is unclear"}  # `compare.lr_most_consistent`'s
+
+
+def sensitivity_sentence(sensitivity: dict) -> str:
+    """Whether the verdict of `compare.verdict_sensitivity` survives leaving out any one hyperparameter
+    value; empty when nothing was tried (an "unclear" verdict)."""
+    n, flips = sensitivity["checks"], sensitivity["flips"]
+    if not n:
+        return ""
+    if not flips:
+        return f"Leaving out any one of the {n} hyperparameter values (all its seeds) keeps this verdict."
+    changed = "; ".join(f"without {label} {value:g} it **{VERDICT_WORDS[agrees]}**" for label, value, agrees in flips)
+    return (f"The verdict is fragile: leaving out a single hyperparameter value (all its seeds) changes it for "
+            f"{len(flips)} of the {n} values: {changed}.")
+
+
 def no_intervention_runs(cell) -> str:
     """What a Sec. 5 intervention figure says for a cell without runs."""
     d, m = cell

@@ -120,27 +120,27 @@ def intervention_coverage(df, dataset: str, model: str) -> dict:
     """Sec. 5's comparison in one cell, at the scale page 04 shows it (`figures.intervention_scale`):
     per intervention, the hyperparameter values with `MIN_SEEDS` counted seeds
     (`interventions.counted_runs`); `complete` when every intervention has `MIN_INTERVENTION_VALUES`
-    of them; `agrees` is page 04's verdict (`compare.lr_most_consistent`: yes, no or unclear)."""
-    from .compare import compare_interventions, lr_most_consistent
+    of them; `agrees` is page 04's verdict (`compare.lr_most_consistent`: yes, no or unclear) and
+    `flips` the single values that change it (`compare.verdict_sensitivity`)."""
+    from .compare import compare_interventions, lr_most_consistent, verdict_sensitivity
     from .figures import intervention_scale
     from .interventions import counted_runs, intervention_runs
     from .vocabulary import INTERVENTIONS
 
     scale = intervention_scale(df, (dataset, model)) if len(df) else None
     if scale is None:
-        return {"runs": 0, "scale": None, "complete": False, "values": {}, "agrees": None}
+        return {"runs": 0, "scale": None, "complete": False, "values": {}, "agrees": None, "flips": []}
     at = df[df.scale == scale]
     per = {name: intervention_runs(at, dataset, model, name) for name in INTERVENTIONS}
-    values = {}
-    for name, runs in per.items():
-        counted = counted_runs(runs, name)
-        values[name] = int((counted.groupby("hp").seed.nunique() >= MIN_SEEDS).sum()) if len(counted) else 0
+    used = {name: counted_runs(runs, name) for name, runs in per.items()}
+    values = {name: int((c.groupby("hp").seed.nunique() >= MIN_SEEDS).sum()) if len(c) else 0 for name, c in used.items()}
     ids = {run_id for r in per.values() for run_id in r.run_id}  # batch 100 is also the LR sweep's run
     return {"runs": len(ids), "scale": scale, "values": values,
             "lrs": int(per["lr"].lr.nunique()) if len(per["lr"]) else 0,
             "seeds": int(max((r.seed.nunique() for r in per.values() if len(r)), default=0)),
             "complete": all(v >= MIN_INTERVENTION_VALUES for v in values.values()),
-            "agrees": lr_most_consistent(compare_interventions(at, dataset, model))}
+            "agrees": lr_most_consistent(compare_interventions(at, dataset, model, used)),
+            "flips": verdict_sensitivity(at, dataset, model, used)["flips"]}
 
 
 def _interventions_row(df) -> dict:
@@ -148,6 +148,7 @@ def _interventions_row(df) -> dict:
     cells and every other cell with runs of an intervention, each at page 04's scale. Complete when
     the paper's cells all are (`intervention_coverage`); the verdict summarises page 04's per cell."""
     from .figures import intervention_cells
+    from .prose import VERDICT_WORDS
     from .vocabulary import INTERVENTIONS
 
     with_interventions = intervention_cells(df) if len(df) else []
@@ -180,7 +181,9 @@ def _interventions_row(df) -> dict:
             counts = ", ".join(f"{k} {n}" for k, n in a["consistent"].items())
             result = (f"{', '.join(a['better'])} raise{'s' if len(a['better']) == 1 else ''} more than LR" if a["better"]
                       else "no other intervention raises more than LR")
-            parts.append(f"{_cell_name(*c, some[c]['scale'])}: {result} (variables that rise, of 3: {counts})")
+            fragile = "; ".join(f"without {label} {value:g} it {VERDICT_WORDS[new]}" for label, value, new in some[c]["flips"])
+            parts.append(f"{_cell_name(*c, some[c]['scale'])}: {result} (variables that rise, of 3: {counts})"
+                         + (f", fragile ({fragile})" if fragile else ""))
         why = "; ".join(parts)
         unjudged = [_cell_name(*c, None) for c in _TABLE_S2_CELLS if c not in judged]
         if unjudged:

@@ -489,3 +489,45 @@ def test_the_verdict_sentence_names_the_interventions_that_beat_lr():
     assert "(ASAM) raises more of them than LR: this **disagrees**" in text
     two = one | {"consistent": {"Learning Rate": 1, "Momentum": 2, "(ASAM)": 3}, "better": ["Momentum", "(ASAM)"]}
     assert "Momentum, (ASAM) raise more of them than LR" in consistency_sentence(("double_mnist", "fcn"), two)
+
+
+def test_the_verdict_is_checked_by_leaving_out_one_value_at_a_time(tmp_path):
+    """LR over 4 values raises accuracy only (1 of 3); momentum over 3 values raises accuracy and CSI
+    (2 of 3: each value's two seeds lie above the last value's, so every bootstrap Spearman is +1); L2
+    over 3 values raises nothing. Momentum beats LR: "disagrees". Leaving out one momentum value leaves
+    it two, too few to score, and LR then beats L2: "agrees", for each of the 3 momentum values. No LR
+    or L2 value changes it: LR keeps 3 rising accuracies and a prunability and CSI that go up and down."""
+    from lrbook import ResultStore, figures
+    from lrbook.compare import verdict_sensitivity
+    from lrbook.prose import sensitivity_sentence
+
+    s = ResultStore(tmp_path / "store")
+    cell = ("colored_mnist", "resnet18")
+    for seed in (0, 1):
+        for i, lr in enumerate((0.001, 0.01, 0.05, 0.15)):
+            zigzag = 0.4 + 0.1 * (i % 2 == 0) + 0.01 * seed
+            _put(s, make_config(*cell, lr=lr, seed=seed, scale="smoke"), 0.5 + 0.1 * i + 0.01 * seed, zigzag, zigzag)
+        for i, m in enumerate((0.1, 0.5, 0.9)):
+            _put(s, intervention_config(*cell, "momentum", m, seed=seed, scale="smoke"), 0.5 + 0.1 * i + 0.01 * seed,
+                 0.4 + 0.1 * (i == 1) + 0.01 * seed, 0.3 + 0.1 * i + 0.01 * seed)
+        for i, wd in enumerate((1e-4, 1e-3, 1e-2)):
+            _put(s, intervention_config(*cell, "l2", wd, seed=seed, scale="smoke"), 0.9 - 0.1 * i + 0.01 * seed,
+                 0.4 + 0.01 * seed, 0.5 - 0.1 * i + 0.01 * seed)
+    result = verdict_sensitivity(s.to_frame(), *cell)
+    # values tried: LR 4, momentum 3, L2 3, and batch size 1 (the LR sweep's run at the fixed LR, batch 100)
+    assert result == {"agrees": "no", "checks": 11,
+                      "flips": [("Momentum", 0.1, "yes"), ("Momentum", 0.5, "yes"), ("Momentum", 0.9, "yes")]}
+    assert sensitivity_sentence(result) == (
+        "The verdict is fragile: leaving out a single hyperparameter value (all its seeds) changes it for 3 of the "
+        "11 values: without Momentum 0.1 it **agrees**; without Momentum 0.5 it **agrees**; without Momentum 0.9 "
+        "it **agrees**.")
+    assert figures.intervention_panels(s.to_frame(), cell).notes[0].endswith(sensitivity_sentence(result))
+    steady = {"agrees": "yes", "checks": 11, "flips": []}
+    assert sensitivity_sentence(steady) == "Leaving out any one of the 11 hyperparameter values (all its seeds) keeps this verdict."
+    assert sensitivity_sentence({"agrees": "unclear", "checks": 0, "flips": []}) == ""
+    from lrbook.status import status_table
+
+    note = status_table(s).set_index("item").loc["Fig. 6, 9, 20"].verdict_note
+    assert note.startswith("Colored MNIST/ResNet18 (smoke): Momentum raises more than LR (variables that rise, of 3: "
+                           "Learning Rate 1, Momentum 2, L2 Regularization 0), fragile (without Momentum "
+                           "0.1 it agrees; without Momentum 0.5 it agrees; without Momentum 0.9 it agrees)")
