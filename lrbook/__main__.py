@@ -266,13 +266,16 @@ def _reevaluate(store, args) -> int:
     _check_device(args.device)
     no_weights = [r for r in chosen if not weights_path(r["run_id"], store.root).is_file()]
     if args.retrain:
-        from .experiment import retrain_for_weights
+        from .experiment import retrain_for_weights, stored_cpu_capability, stored_threads
 
         for r in list(no_weights):
             diffs = retrain_for_weights(r, store, data_root=args.data_root)
             if diffs:
+                older = stored_threads(r) is not None and stored_cpu_capability(r) is None
+                hint = ("" if not older else " (the record does not say which of PyTorch's CPU "
+                        "kernels trained it: try again with ATEN_CPU_CAPABILITY=avx2, avx512 or default set)")
                 print(f"{r['run_id']}: retrain did not reproduce the record, weights not kept: "
-                      f"{'; '.join(diffs[:5])}{' ...' if len(diffs) > 5 else ''}", file=sys.stderr)
+                      f"{'; '.join(diffs[:5])}{' ...' if len(diffs) > 5 else ''}{hint}", file=sys.stderr)
             else:
                 no_weights.remove(r)
                 print(f"{r['run_id']}: retrained, record reproduced, weights kept")

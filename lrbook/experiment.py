@@ -142,10 +142,13 @@ def provenance(device: torch.device) -> dict:
         except (OSError, subprocess.SubprocessError):
             pass
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({platform.machine()}, {torch.get_num_threads()} threads)"
-    # Settings that change the numbers a GPU computes without being part of the config.
+    # Settings that change the numbers a GPU or the CPU computes without being part of the config.
+    # `cpu_capability`: the instruction set of PyTorch's CPU kernels (AVX2, AVX512, ...), which a CPU
+    # retrain must match to reproduce a run (`retrain_for_weights`; env ATEN_CPU_CAPABILITY).
     numerics = {"cudnn_benchmark": torch.backends.cudnn.benchmark, "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
                 "matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
-                "float32_matmul_precision": torch.get_float32_matmul_precision()}
+                "float32_matmul_precision": torch.get_float32_matmul_precision(),
+                "cpu_capability": torch.backends.cpu.get_cpu_capability()}
     return {"device": name, "git_commit": commit, "git_dirty": dirty, "versions": versions,
             "platform": platform.platform(), "argv": sys.argv[:1], "numerics": numerics}
 
@@ -254,7 +257,7 @@ def reevaluate_run(record: dict, store: ResultStore, device="auto", data_root=No
     updated["artefacts"] = sorted(set(record.get("artefacts", [])) | set(artefacts))
     updated["provenance"] = {**record.get("provenance", {}),
                              "reevaluated": {**{k: v for k, v in provenance(device).items()
-                                                if k in ("device", "git_commit", "git_dirty", "versions")},
+                                                if k in ("device", "git_commit", "git_dirty", "versions", "numerics")},
                                              "at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                                              "from": "weights"}}
     store.put(updated)
@@ -295,6 +298,12 @@ def stored_threads(record: dict) -> int | None:
     return int(found.group(1)) if found else None
 
 
+def stored_cpu_capability(record: dict) -> str | None:
+    """The instruction set of the PyTorch CPU kernels a stored run used ("AVX2", "AVX512", ...);
+    None for records older than this field (2026-12-02)."""
+    return (record.get("provenance", {}).get("numerics") or {}).get("cpu_capability")
+
+
 def retrain_for_weights(record: dict, store: ResultStore, data_root=None, rtol: float = 1e-6) -> list[str]:
     """Give a stored run that kept no weights its weights: retrain its config on the CPU, with the
     thread count it trained with, in a scratch store, and keep the weights (in `store`'s checkpoint
@@ -310,6 +319,11 @@ def retrain_for_weights(record: dict, store: ResultStore, data_root=None, rtol: 
     if threads is None:
         return [f"trained on {record.get('provenance', {}).get('device', 'an unknown device')}, not this CPU: "
                 "a CPU retrain would not reproduce it"]
+    wanted, here = stored_cpu_capability(record), torch.backends.cpu.get_cpu_capability()
+    if wanted is not None and wanted != here:
+        # PyTorch picks its kernels once, when it loads: only a new process can switch them
+        return [f"trained with PyTorch's {wanted} CPU kernels, this process uses {here}: run it again with "
+                f"ATEN_CPU_CAPABILITY={wanted.lower()} set"]
     with tempfile.TemporaryDirectory(prefix="lrbook-retrain-") as scratch:
         torch.set_num_threads(threads)
         try:

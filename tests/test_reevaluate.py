@@ -125,17 +125,19 @@ def test_a_retrain_that_differs_from_the_record_keeps_no_weights(two_runs, capsy
     weights_path(b.run_id, store.root).unlink()
     old = json.loads(store.path(b.run_id).read_text())
     old["metrics"]["test_acc"] += 0.01  # as if trained by other code or on another machine
+    del old["provenance"]["numerics"]["cpu_capability"]  # a record of before the field
     store.put(old)
     before = store.path(b.run_id).read_text()
     assert main(["--store", str(store.root), "reevaluate", "--lr", "0.2", "--retrain", "--device", "cpu"]) == INCOMPLETE
     err = capsys.readouterr().err
     assert "retrain did not reproduce the record, weights not kept: metrics.test_acc" in err
+    assert "does not say which of PyTorch's CPU kernels trained it: try again with ATEN_CPU_CAPABILITY=avx2" in err
     assert not weights_path(b.run_id, store.root).exists()
     assert store.path(b.run_id).read_text() == before
 
 
 def test_reproduction_differences_and_threads_on_hand_made_records():
-    from lrbook.experiment import reproduction_differences, stored_threads
+    from lrbook.experiment import reproduction_differences, stored_cpu_capability, stored_threads
 
     stored = {"status": "converged", "epochs": 7, "metrics": {"a": 0.5, "b": float("nan"), "only_old": 1.0},
               "curves": {"per_epoch": {"loss": [1.0, 0.5]}}}
@@ -147,3 +149,49 @@ def test_reproduction_differences_and_threads_on_hand_made_records():
     assert reproduction_differences(stored, other) == ["epochs: 7 -> 8", "metrics.a", "metrics.b", "curves.per_epoch"]
     assert stored_threads({"provenance": {"device": "cpu (x86_64, 1 threads)"}}) == 1
     assert stored_threads({"provenance": {"device": "NVIDIA H100 80GB HBM3"}}) is None
+    assert stored_cpu_capability({"provenance": {"numerics": {"cpu_capability": "AVX2"}}}) == "AVX2"
+    assert stored_cpu_capability({"provenance": {"numerics": {"cudnn_benchmark": False}}}) is None
+
+
+def _lrbook_process(code: str, capability: str, tmp_path):
+    """Run `code` in a new Python process whose PyTorch uses the `capability` CPU kernels."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "LRBOOK_CHECKPOINTS"} | {"ATEN_CPU_CAPABILITY": capability}
+    return subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=600)
+
+
+def test_a_retrain_uses_the_cpu_kernels_the_record_names(tmp_path):
+    """PyTorch's CPU kernels (AVX2, AVX512, ...) change a run's numbers, so a record names them and
+    `--retrain` refuses to retrain under others, saying which to set; a process started with the
+    named kernels (ATEN_CPU_CAPABILITY) reproduces the run and keeps its weights."""
+    import torch
+
+    from lrbook.experiment import retrain_for_weights
+
+    store = ResultStore(tmp_path / "store")
+    train = (f"from lrbook.config import make_config; from lrbook.experiment import run_experiment; "
+             f"from lrbook.store import ResultStore; "
+             f"print(run_experiment(make_config('moon_star', lr=0.2, scale='smoke', max_epochs=3), "
+             f"store=ResultStore({str(store.root)!r}))['run_id'])")
+    proc = _lrbook_process(train, "default", tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    run_id = proc.stdout.split()[-1]
+    record = store.get(run_id)
+    assert record["provenance"]["numerics"]["cpu_capability"] == "DEFAULT"
+    weights_path(run_id, store.root).unlink()
+    here = torch.backends.cpu.get_cpu_capability()
+    if here != "DEFAULT":  # this process runs other kernels: refused at once, nothing trained or kept
+        assert retrain_for_weights(record, store) == [
+            f"trained with PyTorch's DEFAULT CPU kernels, this process uses {here}: run it again with "
+            "ATEN_CPU_CAPABILITY=default set"]
+        assert not weights_path(run_id, store.root).exists()
+    retrain = (f"from lrbook.__main__ import main; "
+               f"raise SystemExit(main(['--store', {str(store.root)!r}, 'reevaluate', '--retrain', '--device', 'cpu']))")
+    proc = _lrbook_process(retrain, "default", tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert f"{run_id}: retrained, record reproduced, weights kept" in proc.stdout
+    assert store.get(run_id)["provenance"]["reevaluated"]["numerics"]["cpu_capability"] == "DEFAULT"
