@@ -119,8 +119,9 @@ def _main(argv=None) -> int:
     rev.add_argument("--from-curves", action="store_true",
                     help="no weights needed: add the prunability readings that the stored pruning curves allow")
     rev.add_argument("--retrain", action="store_true",
-                    help="runs without saved weights: retrain each on the CPU (as it was trained) and keep its "
-                         "weights only if the retrain reproduces the stored record, then re-evaluate it")
+                    help="runs without saved weights: retrain each as it was trained (CPU runs on the CPU, GPU "
+                         "runs on --device cuda) and keep its weights only if the retrain reproduces the stored "
+                         "record, then re-evaluate it")
     rev.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     rev.add_argument("--data-root", default=None,
                     help="folder holding MNIST/raw/ and cifar-10-batches-py/ (default: $LRBOOK_DATA or ./data)")
@@ -266,16 +267,23 @@ def _reevaluate(store, args) -> int:
     _check_device(args.device)
     no_weights = [r for r in chosen if not weights_path(r["run_id"], store.root).is_file()]
     if args.retrain:
-        from .experiment import retrain_for_weights, stored_cpu_capability, stored_threads
+        from .experiment import (RetrainRefused, retrain_for_weights, retrain_setting_changes,
+                                 stored_cpu_capability, stored_threads)
 
         for r in list(no_weights):
-            diffs = retrain_for_weights(r, store, data_root=args.data_root)
+            try:
+                diffs = retrain_for_weights(r, store, data_root=args.data_root, device=args.device)
+            except RetrainRefused as why:
+                print(f"{r['run_id']}: not retrained: {why}", file=sys.stderr)
+                continue
             if diffs:
-                older = stored_threads(r) is not None and stored_cpu_capability(r) is None
-                hint = ("" if not older else " (the record does not say which of PyTorch's CPU "
-                        "kernels trained it: try again with ATEN_CPU_CAPABILITY=avx2, avx512 or default set)")
+                hints = retrain_setting_changes(r, args.device)
+                if stored_threads(r) is not None and stored_cpu_capability(r) is None:
+                    hints.append("the record does not say which of PyTorch's CPU kernels trained it: try again "
+                                 "with ATEN_CPU_CAPABILITY=avx2, avx512 or default set")
                 print(f"{r['run_id']}: retrain did not reproduce the record, weights not kept: "
-                      f"{'; '.join(diffs[:5])}{' ...' if len(diffs) > 5 else ''}{hint}", file=sys.stderr)
+                      f"{'; '.join(diffs[:5])}{' ...' if len(diffs) > 5 else ''}"
+                      f"{' (' + '; '.join(hints) + ')' if hints else ''}", file=sys.stderr)
             else:
                 no_weights.remove(r)
                 print(f"{r['run_id']}: retrained, record reproduced, weights kept")
@@ -291,7 +299,8 @@ def _reevaluate(store, args) -> int:
     print(f"{done} of {len(chosen)} runs re-evaluated from their weights in {checkpoint_dir(store.root)}")
     if no_weights:
         print(f"skipped {len(no_weights)} runs without saved weights (trained before weights were kept, or "
-              f"elsewhere; `--retrain` retrains CPU runs, `--from-curves` adds what their stored curves allow): "
+              f"elsewhere; `--retrain` retrains them as they were trained, `--from-curves` adds what their stored "
+              f"curves allow): "
               f"{', '.join(r['run_id'] for r in no_weights)}", file=sys.stderr)
         return INCOMPLETE
     return 0

@@ -1,6 +1,7 @@
 """One run end to end: build data and model, train, evaluate every metric, store the record."""
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import platform
 import subprocess
@@ -304,33 +305,100 @@ def stored_cpu_capability(record: dict) -> str | None:
     return (record.get("provenance", {}).get("numerics") or {}).get("cpu_capability")
 
 
-def retrain_for_weights(record: dict, store: ResultStore, data_root=None, rtol: float = 1e-6) -> list[str]:
-    """Give a stored run that kept no weights its weights: retrain its config on the CPU, with the
-    thread count it trained with, in a scratch store, and keep the weights (in `store`'s checkpoint
-    folder) only if the retrain reproduces the stored record (`reproduction_differences`). Returns
-    the differences: empty means the weights were kept. The stored record is not changed."""
+# The GPU numerics settings (`provenance.numerics`) of PyTorch's defaults, which records of before
+# the field (2026-11-22) were trained with: the sweep never changed them.
+DEFAULT_GPU_NUMERICS = {"cudnn_benchmark": False, "cudnn_allow_tf32": True, "matmul_allow_tf32": False,
+                        "float32_matmul_precision": "highest"}
+
+
+@contextlib.contextmanager
+def gpu_numerics(numerics: dict):
+    """Set the GPU numerics settings that a record names (`provenance.numerics`; unnamed ones as
+    `DEFAULT_GPU_NUMERICS`) for the duration of the block, then restore the ones before."""
+    def current():
+        return {"cudnn_benchmark": torch.backends.cudnn.benchmark, "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
+                "matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
+                "float32_matmul_precision": torch.get_float32_matmul_precision()}
+
+    def apply(settings):
+        torch.backends.cudnn.benchmark = settings["cudnn_benchmark"]
+        torch.backends.cudnn.allow_tf32 = settings["cudnn_allow_tf32"]
+        torch.backends.cuda.matmul.allow_tf32 = settings["matmul_allow_tf32"]
+        torch.set_float32_matmul_precision(settings["float32_matmul_precision"])
+
+    before = current()
+    apply({k: (numerics or {}).get(k, v) for k, v in DEFAULT_GPU_NUMERICS.items()})
+    try:
+        yield
+    finally:
+        apply(before)
+
+
+@contextlib.contextmanager
+def _cpu_threads(threads: int):
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def retrain_setting_changes(record: dict, device) -> list[str]:
+    """What a retrain on `device` in this process would change from how `record` was trained, among
+    what its provenance names: the device, torch's version (a reason a retrain may not reproduce)."""
+    prov, device = record.get("provenance", {}), resolve_device(device)
+    if stored_threads(record) is not None:
+        device = torch.device("cpu")
+    now = provenance(device)
+    changes = []
+    if stored_threads(record) is None and prov.get("device") and prov["device"] != now["device"]:
+        changes.append(f"trained on {prov['device']}, retrained on {now['device']}")
+    then = prov.get("versions", {}).get("torch")
+    if then and then != now["versions"]["torch"]:
+        changes.append(f"torch {then} then, {now['versions']['torch']} now")
+    return changes
+
+
+class RetrainRefused(Exception):
+    """A stored run that `retrain_for_weights` does not retrain here: the message says why and what
+    to do instead."""
+
+
+def retrain_for_weights(record: dict, store: ResultStore, data_root=None, rtol: float = 1e-6,
+                        device="cpu") -> list[str]:
+    """Give a stored run that kept no weights its weights: retrain its config in a scratch store, as
+    it was trained, and keep the weights (in `store`'s checkpoint folder) only if the retrain
+    reproduces the stored record (`reproduction_differences`). A CPU-trained run is retrained on the
+    CPU with its thread count and CPU kernels; a GPU-trained run on `device`, which must be a GPU,
+    with the numerics settings its record names. Returns the differences: empty means the weights
+    were kept. Raises RetrainRefused, before any training, for a run this process cannot reproduce
+    (a GPU run off a GPU, other CPU kernels). The stored record is not changed."""
     import shutil
     import tempfile
 
     from .checkpoint import weights_path
 
     cfg = RunConfig.from_dict(record["config"])
-    threads, before = stored_threads(record), torch.get_num_threads()
-    if threads is None:
-        return [f"trained on {record.get('provenance', {}).get('device', 'an unknown device')}, not this CPU: "
-                "a CPU retrain would not reproduce it"]
-    wanted, here = stored_cpu_capability(record), torch.backends.cpu.get_cpu_capability()
-    if wanted is not None and wanted != here:
-        # PyTorch picks its kernels once, when it loads: only a new process can switch them
-        return [f"trained with PyTorch's {wanted} CPU kernels, this process uses {here}: run it again with "
-                f"ATEN_CPU_CAPABILITY={wanted.lower()} set"]
+    prov = record.get("provenance", {})
+    threads = stored_threads(record)
+    if threads is None:  # trained on a GPU
+        device = resolve_device(device)
+        if device.type != "cuda":
+            raise RetrainRefused(f"trained on {prov.get('device', 'an unknown device')}: retrain it on a GPU "
+                                 "(--device cuda); a CPU retrain would not reproduce it")
+        settings = gpu_numerics(prov.get("numerics"))
+    else:
+        wanted, here = stored_cpu_capability(record), torch.backends.cpu.get_cpu_capability()
+        if wanted is not None and wanted != here:
+            # PyTorch picks its kernels once, when it loads: only a new process can switch them
+            raise RetrainRefused(f"trained with PyTorch's {wanted} CPU kernels, this process uses {here}: run "
+                                 f"it again with ATEN_CPU_CAPABILITY={wanted.lower()} set")
+        device, settings = torch.device("cpu"), _cpu_threads(threads)
     with tempfile.TemporaryDirectory(prefix="lrbook-retrain-") as scratch:
-        torch.set_num_threads(threads)
-        try:
-            retrained = run_experiment(cfg, ResultStore(scratch), device="cpu", data_root=data_root,
+        with settings:
+            retrained = run_experiment(cfg, ResultStore(scratch), device=device, data_root=data_root,
                                        checkpoint_epochs=0)
-        finally:
-            torch.set_num_threads(before)
         diffs = reproduction_differences(record, retrained, rtol)
         made, target = weights_path(cfg.run_id, scratch), weights_path(cfg.run_id, store.root)
         if made.resolve() == target.resolve():  # $LRBOOK_CHECKPOINTS points both stores at one folder

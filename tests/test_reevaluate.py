@@ -170,7 +170,7 @@ def test_a_retrain_uses_the_cpu_kernels_the_record_names(tmp_path):
     named kernels (ATEN_CPU_CAPABILITY) reproduces the run and keeps its weights."""
     import torch
 
-    from lrbook.experiment import retrain_for_weights
+    from lrbook.experiment import RetrainRefused, retrain_for_weights
 
     store = ResultStore(tmp_path / "store")
     train = (f"from lrbook.config import make_config; from lrbook.experiment import run_experiment; "
@@ -185,9 +185,9 @@ def test_a_retrain_uses_the_cpu_kernels_the_record_names(tmp_path):
     weights_path(run_id, store.root).unlink()
     here = torch.backends.cpu.get_cpu_capability()
     if here != "DEFAULT":  # this process runs other kernels: refused at once, nothing trained or kept
-        assert retrain_for_weights(record, store) == [
-            f"trained with PyTorch's DEFAULT CPU kernels, this process uses {here}: run it again with "
-            "ATEN_CPU_CAPABILITY=default set"]
+        with pytest.raises(RetrainRefused, match=f"trained with PyTorch's DEFAULT CPU kernels, this process uses "
+                           f"{here}: run it again with ATEN_CPU_CAPABILITY=default set"):
+            retrain_for_weights(record, store)
         assert not weights_path(run_id, store.root).exists()
     retrain = (f"from lrbook.__main__ import main; "
                f"raise SystemExit(main(['--store', {str(store.root)!r}, 'reevaluate', '--retrain', '--device', 'cpu']))")
@@ -195,3 +195,83 @@ def test_a_retrain_uses_the_cpu_kernels_the_record_names(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert f"{run_id}: retrained, record reproduced, weights kept" in proc.stdout
     assert store.get(run_id)["provenance"]["reevaluated"]["numerics"]["cpu_capability"] == "DEFAULT"
+
+
+def _as_if_gpu_trained(store, run_id, **numerics) -> dict:
+    record = json.loads(store.path(run_id).read_text())
+    record["provenance"]["device"] = "NVIDIA H100 80GB HBM3"
+    record["provenance"]["numerics"] = numerics
+    store.put(record)
+    weights_path(run_id, store.root).unlink()
+    return record
+
+
+def test_a_gpu_run_is_not_retrained_off_a_gpu(two_runs, capsys):
+    store, (_, b), _ = two_runs
+    _as_if_gpu_trained(store, b.run_id)
+    before = store.path(b.run_id).read_text()
+    assert main(["--store", str(store.root), "reevaluate", "--lr", "0.2", "--retrain", "--device", "cpu"]) == INCOMPLETE
+    err = capsys.readouterr().err
+    assert (f"{b.run_id}: not retrained: trained on NVIDIA H100 80GB HBM3: retrain it on a GPU (--device cuda); "
+            "a CPU retrain would not reproduce it") in err
+    assert not weights_path(b.run_id, store.root).exists() and store.path(b.run_id).read_text() == before
+
+
+def test_a_gpu_run_is_retrained_with_the_numerics_its_record_names(two_runs, monkeypatch):
+    """On a GPU, a GPU-trained run is retrained with the cuDNN / TF32 settings its record names (the
+    unnamed ones at PyTorch's defaults, which every run before the field used), restored afterwards.
+    The GPU is stood in for: the retrain runs on the CPU, where these settings change nothing, so it
+    reproduces the record and the weights are kept."""
+    import torch
+
+    import lrbook.experiment as ex
+
+    store, (_, b), _ = two_runs
+    original = torch.load(weights_path(b.run_id, store.root), weights_only=False)["state_dict"]
+    record = _as_if_gpu_trained(store, b.run_id, cudnn_benchmark=True, cudnn_allow_tf32=False)
+    seen, real = {}, ex.run_experiment
+
+    def on_the_gpu(cfg, store, device, **kw):
+        seen.update(device=str(device), cudnn_benchmark=torch.backends.cudnn.benchmark,
+                    cudnn_allow_tf32=torch.backends.cudnn.allow_tf32,
+                    matmul_allow_tf32=torch.backends.cuda.matmul.allow_tf32,
+                    float32_matmul_precision=torch.get_float32_matmul_precision())
+        return real(cfg, store, device="cpu", **kw)
+
+    monkeypatch.setattr(ex, "resolve_device", lambda device: torch.device("cuda" if device == "cuda" else "cpu"))
+    monkeypatch.setattr(ex, "run_experiment", on_the_gpu)
+    before = (torch.backends.cudnn.benchmark, torch.backends.cudnn.allow_tf32)
+    assert ex.retrain_for_weights(record, store, device="cuda") == []
+    assert seen == {"device": "cuda", "cudnn_benchmark": True, "cudnn_allow_tf32": False, "matmul_allow_tf32": False,
+                    "float32_matmul_precision": "highest"}
+    assert (torch.backends.cudnn.benchmark, torch.backends.cudnn.allow_tf32) == before
+    kept = torch.load(weights_path(b.run_id, store.root), weights_only=False)["state_dict"]
+    assert all(torch.equal(kept[k], original[k]) for k in original)
+
+
+def test_a_failed_retrain_says_what_changed_since_the_run():
+    """The reasons a retrain may not reproduce a run, among what its record names."""
+    import torch
+
+    from lrbook.experiment import retrain_setting_changes
+
+    now = torch.__version__
+    cpu_run = {"provenance": {"device": "cpu (x86_64, 1 threads)", "versions": {"torch": "2.11.0+cu130"}}}
+    assert retrain_setting_changes(cpu_run, "cpu") == [f"torch 2.11.0+cu130 then, {now} now"]
+    cpu_run["provenance"]["versions"]["torch"] = now
+    assert retrain_setting_changes(cpu_run, "cpu") == []
+    gpu_run = {"provenance": {"device": "NVIDIA H100 80GB HBM3", "versions": {"torch": now}}}
+    [change] = retrain_setting_changes(gpu_run, "cpu")
+    assert change.startswith("trained on NVIDIA H100 80GB HBM3, retrained on cpu (")
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA GPU")
+def test_a_gpu_run_retrained_on_its_gpu_reproduces(tmp_path, monkeypatch, capsys):
+    """On a GPU: a run trained there, stored without weights, is retrained on it and reproduced."""
+    monkeypatch.delenv("LRBOOK_CHECKPOINTS", raising=False)
+    store = ResultStore(tmp_path / "store")
+    cfg = make_config("moon_star", lr=0.2, scale="smoke", max_epochs=3)
+    run_experiment(cfg, store=store, device="cuda")
+    weights_path(cfg.run_id, store.root).unlink()
+    assert main(["--store", str(store.root), "reevaluate", "--retrain", "--device", "cuda"]) == 0
+    assert f"{cfg.run_id}: retrained, record reproduced, weights kept" in capsys.readouterr().out
