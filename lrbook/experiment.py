@@ -122,6 +122,12 @@ def evaluate(model, data, cfg: RunConfig) -> tuple[dict, dict, dict]:
     return metrics, curves, artefacts
 
 
+def _gpu_numerics_now() -> dict:
+    return {"cudnn_benchmark": torch.backends.cudnn.benchmark, "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
+            "matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
+            "float32_matmul_precision": torch.get_float32_matmul_precision()}
+
+
 def provenance(device: torch.device) -> dict:
     import numpy
 
@@ -146,10 +152,7 @@ def provenance(device: torch.device) -> dict:
     # Settings that change the numbers a GPU or the CPU computes without being part of the config.
     # `cpu_capability`: the instruction set of PyTorch's CPU kernels (AVX2, AVX512, ...), which a CPU
     # retrain must match to reproduce a run (`retrain_for_weights`; env ATEN_CPU_CAPABILITY).
-    numerics = {"cudnn_benchmark": torch.backends.cudnn.benchmark, "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
-                "matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
-                "float32_matmul_precision": torch.get_float32_matmul_precision(),
-                "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+    numerics = {**_gpu_numerics_now(), "cpu_capability": torch.backends.cpu.get_cpu_capability()}
     return {"device": name, "git_commit": commit, "git_dirty": dirty, "versions": versions,
             "platform": platform.platform(), "argv": sys.argv[:1], "numerics": numerics}
 
@@ -305,8 +308,8 @@ def stored_cpu_capability(record: dict) -> str | None:
     return (record.get("provenance", {}).get("numerics") or {}).get("cpu_capability")
 
 
-# The GPU numerics settings (`provenance.numerics`) of PyTorch's defaults, which records of before
-# the field (2026-11-22) were trained with: the sweep never changed them.
+# The GPU numerics settings (`provenance.numerics`) of PyTorch's defaults, which the runs recorded
+# before the field (2026-11-23) were trained with: lrbook never changes them.
 DEFAULT_GPU_NUMERICS = {"cudnn_benchmark": False, "cudnn_allow_tf32": True, "matmul_allow_tf32": False,
                         "float32_matmul_precision": "highest"}
 
@@ -315,18 +318,13 @@ DEFAULT_GPU_NUMERICS = {"cudnn_benchmark": False, "cudnn_allow_tf32": True, "mat
 def gpu_numerics(numerics: dict):
     """Set the GPU numerics settings that a record names (`provenance.numerics`; unnamed ones as
     `DEFAULT_GPU_NUMERICS`) for the duration of the block, then restore the ones before."""
-    def current():
-        return {"cudnn_benchmark": torch.backends.cudnn.benchmark, "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
-                "matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
-                "float32_matmul_precision": torch.get_float32_matmul_precision()}
-
     def apply(settings):
         torch.backends.cudnn.benchmark = settings["cudnn_benchmark"]
         torch.backends.cudnn.allow_tf32 = settings["cudnn_allow_tf32"]
         torch.backends.cuda.matmul.allow_tf32 = settings["matmul_allow_tf32"]
         torch.set_float32_matmul_precision(settings["float32_matmul_precision"])
 
-    before = current()
+    before = _gpu_numerics_now()
     apply({k: (numerics or {}).get(k, v) for k, v in DEFAULT_GPU_NUMERICS.items()})
     try:
         yield
