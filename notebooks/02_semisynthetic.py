@@ -167,9 +167,9 @@ if "mnist_cifar" in {d for d, _ in CELLS} and "mnist_cifar" not in {d for d, _ i
 # %% [markdown]
 # ## Does each LR effect go the paper's way?
 # One row per cell and stored scale: the Spearman correlation of LR with each Table S1 variable
-# over the runs the comparison uses, marked ✓ when its 95% seed-bootstrap interval lies above 0
-# (rises with LR, as the paper claims), ✗ when it lies below 0, and ? when it includes 0. The
-# sections below give every number behind it.
+# over the runs the comparison uses, marked ✓ when its 95% seed-bootstrap interval (how it
+# resamples: {ref}`definitions-choices`) lies above 0 (rises with LR, as the paper claims), ✗ when
+# it lies below 0, and ? when it includes 0. The sections below give every number behind it.
 
 # %% tags=["hide-input"]
 every_scale = select_runs(store.to_frame(), with_runs, scale=scale or "all")

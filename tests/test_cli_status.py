@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -339,14 +340,35 @@ def test_under_trained_runs_are_left_out_of_the_comparison(fast_bootstrap):
 
 
 def test_bootstrap_spearman_interval():
-    lo, hi = bootstrap_spearman(lr_frame(noise=0.02), "test_acc", n_boot=40)
-    assert 0.8 < lo <= hi <= 1.0
+    ordered = lr_frame(noise=0.02)  # every run of a larger LR above every run of a smaller one
+    rho = spearman(ordered.lr, ordered.test_acc)
+    assert rho == pytest.approx(0.98198, abs=1e-5)  # the ceiling of 5 LRs x 3 seeds: the LRs tie
+    # no resample changes the order, so the interval is the point (plain ranks put it above the point)
+    assert bootstrap_spearman(ordered, "test_acc", n_boot=40) == pytest.approx((rho, rho), abs=1e-12)
     lo, hi = bootstrap_spearman(lr_frame(sign=-1.0), "csi", n_boot=20)
     assert lo == pytest.approx(-1.0) and hi == pytest.approx(-1.0)
     one_seed = lr_frame(noise=0.02).query("seed == 0")  # resampling one seed per LR gives no interval
     assert all(map(math.isnan, bootstrap_spearman(one_seed, "test_acc", n_boot=20)))
     mixed = lr_frame(noise=0.02).query("seed == 0 or lr == @LRS[0]")  # one LR with three seeds is enough
     assert math.isfinite(bootstrap_spearman(mixed, "test_acc", n_boot=20)[0])
+
+
+def test_bootstrap_spearman_hand_computed():
+    # LR 0.1 has runs 1 and 4, LR 0.2 runs 2 and 3: Spearman 0. A resample draws {1,1}, {1,4} or {4,4}
+    # (p = 1/4, 1/2, 1/4) at LR 0.1; the copies of one run rank apart, so {1,1} ranks as 1, 2 below
+    # LR 0.2's whatever it draws: corr([-1,-1,1,1], [-1.5,-.5,.5,1.5]) = 2/sqrt(5); {1,4} gives 0.
+    df = pd.DataFrame(dict(lr=[0.1, 0.1, 0.2, 0.2], csi=[1.0, 4.0, 2.0, 3.0]))
+    assert spearman(df.lr, df.csi) == 0.0
+    assert bootstrap_spearman(df, "csi", n_boot=400) == pytest.approx((-2 / 5 ** 0.5, 2 / 5 ** 0.5), abs=1e-12)
+
+
+def test_resample_ranks_ties_copies_only_of_tied_runs():
+    from lrbook.stats import _resample_ranks
+
+    values = np.array([0.3, 0.1, 0.3, 0.5, 0.2])  # runs 0 and 2 tie
+    assert _resample_ranks(values, np.arange(5)[None]).tolist() == [[3.5, 1, 3.5, 5, 2]]  # = rankdata
+    draws = np.array([[1, 1, 3, 4, 4], [0, 2, 0, 0, 3]])
+    assert _resample_ranks(values, draws).tolist() == [[1, 2, 5, 3, 4], [2.5, 2.5, 2.5, 2.5, 5]]
 
 
 def test_paper_lr_grid():
