@@ -7,13 +7,14 @@ checkout's own store (`results/`); else `checkpoints/` inside a store elsewhere.
 | file | what | when it goes |
 |---|---|---|
 | `<run_id>.pt` | final weights (`state_dict`, on the CPU) and the run's config | kept; remove by hand to save space |
-| `<run_id>.training.pt` | training state after an epoch: model, optimiser, RNG states, epoch, step, curves, attribution and unit traces | removed when the run's record is stored |
+| `<run_id>.training.pt` | training state after an epoch: model, optimiser, RNG states, epoch, step, curves, attribution and unit traces, and the `segments` that trained it so far | removed when the run's record is stored |
 
 Both are written to a temporary file and renamed into place, so a killed writer leaves the previous
 file intact. Neither is part of the results store: records never refer to them.
 """
 from __future__ import annotations
 
+import datetime as dt
 import os
 import random
 import tempfile
@@ -118,23 +119,37 @@ def set_rng_states(states: dict) -> None:
 class TrainingCheckpoint:
     """The training state of one run in progress (`<run_id>.training.pt`), saved every `every`
     epochs by `train.train` and loaded by it when the run starts again. `train` builds the state
-    dict; this class only keeps it and checks it belongs to the same run."""
+    dict; this class keeps it, checks it belongs to the same run, and adds the run's `segments`:
+    one per process that trained part of it, oldest first, each with the epochs it trained and
+    `segment` (what trained them: its start time, device, commit, ...), as the record then names them."""
 
-    def __init__(self, cfg, folder, every: int = DEFAULT_EVERY):
+    def __init__(self, cfg, folder, every: int = DEFAULT_EVERY, segment: dict | None = None):
         self.run_id, self.config = cfg.run_id, cfg.to_dict()
         self.path = Path(folder) / f"{cfg.run_id}.training.pt"
         self.every = int(every)
+        self.segment = dict(segment or {})
+        self.earlier: list[dict] = []  # the segments of the processes that trained before this one
+        self.from_epoch = 0
 
     def due(self, epoch: int) -> bool:
         return self.every > 0 and epoch % self.every == 0
 
+    def segments(self, to_epoch: int, until: str | None = None) -> list[dict]:
+        """The segments that trained the run up to `to_epoch`, this process's last, ending at
+        `until` (an ISO time; default now)."""
+        until = until or dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        return [*self.earlier, {"from_epoch": self.from_epoch, "to_epoch": int(to_epoch), **self.segment,
+                                "until": until}]
+
     def save(self, state: dict) -> Path:
-        return _save_atomically({"run_id": self.run_id, "config": self.config, **_to_cpu(state)}, self.path)
+        return _save_atomically({"run_id": self.run_id, "config": self.config, **_to_cpu(state),
+                                 "segments": self.segments(state["epoch"])}, self.path)
 
     def load(self) -> dict | None:
         """The saved state, or None if there is none; a state of another config raises ValueError.
         Removes this run's temporary files that a killed writer left (the caller trains the run, so
-        no other process writes them)."""
+        no other process writes them). A state saved before segments were kept names one segment
+        of unknown provenance."""
         for leftover in self.path.parent.glob(f".{self.run_id}*.tmp"):
             leftover.unlink(missing_ok=True)
         if not self.path.is_file():
@@ -142,6 +157,8 @@ class TrainingCheckpoint:
         state = torch.load(self.path, map_location="cpu", weights_only=False)
         if state.get("run_id") != self.run_id or state.get("config") != self.config:
             raise ValueError(f"{self.path} holds the training state of another config; remove it")
+        self.from_epoch = int(state["epoch"])
+        self.earlier = state.get("segments") or [{"from_epoch": 0, "to_epoch": self.from_epoch}]
         return state
 
     def remove(self) -> None:

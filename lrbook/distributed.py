@@ -205,6 +205,7 @@ def train_streamed(cfg: RunConfig, store=None, data_root=None, device="auto", nu
 def _run(cfg, store, data_root, device, num_workers, progress, checkpoint_epochs, launch, image_size,
          per_process_batch, started, claimed=False):
     from .checkpoint import TrainingCheckpoint, checkpoint_dir, checkpoint_every
+    from .experiment import segment_provenance
 
     lead, world = launch.rank == 0, launch.world_size
     decision = ("train", None)
@@ -224,7 +225,8 @@ def _run(cfg, store, data_root, device, num_workers, progress, checkpoint_epochs
     try:
         resume = None
         if lead and store is not None:
-            resume = TrainingCheckpoint(cfg, checkpoint_dir(store.root), every=checkpoint_every(checkpoint_epochs))
+            resume = TrainingCheckpoint(cfg, checkpoint_dir(store.root), every=checkpoint_every(checkpoint_epochs),
+                                        segment=segment_provenance(device, started))
         record = _train_and_evaluate(cfg, store, data_root, device, num_workers, progress, launch, image_size,
                                      per_process_batch, started, resume)
         if lead and store is not None:
@@ -247,7 +249,7 @@ def _train_and_evaluate(cfg, store, data_root, device, num_workers, progress, la
 
     from .checkpoint import rng_states, save_weights, set_rng_states
     from .data.imagenet import imagenet_split, num_classes, probe_from_splits
-    from .experiment import evaluate, make_record, save_artefacts
+    from .experiment import evaluate, make_record, name_segments, save_artefacts
     from .models import build_model
     from .train import CURVE_KEYS, TrainOutcome, chance_accuracy, divergence_reason
 
@@ -349,7 +351,7 @@ def _train_and_evaluate(cfg, store, data_root, device, num_workers, progress, la
         metrics, eval_curves, artefacts = evaluate(plain, probe, cfg)
         metrics["probe_test_acc"] = metrics["test_acc"]
         metrics["test_acc"] = test_acc
-    record = make_record(cfg, probe, outcome, metrics, eval_curves, device, started, artefacts)
+    record = name_segments(make_record(cfg, probe, outcome, metrics, eval_curves, device, started, artefacts), resume)
     record["num_classes"] = n_classes
     record["dataset_size"] = {"train": len(train_set), "val": len(val_set)}
     record["provenance"].update(world_size=world, launcher=launch.launcher, per_process_batch_size=per_process_batch,

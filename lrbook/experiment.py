@@ -157,6 +157,22 @@ def provenance(device: torch.device) -> dict:
             "platform": platform.platform(), "argv": sys.argv[:1], "numerics": numerics}
 
 
+def segment_provenance(device: torch.device, started: dt.datetime) -> dict:
+    """What trains the epochs this process adds to a run (`TrainingCheckpoint.segment`)."""
+    prov = provenance(device)
+    return {"started": started.isoformat(timespec="seconds"), "device": prov["device"],
+            "git_commit": prov["git_commit"], "git_dirty": prov["git_dirty"], "torch": prov["versions"]["torch"],
+            "numerics": prov["numerics"]}
+
+
+def name_segments(record: dict, resume: TrainingCheckpoint | None) -> dict:
+    """A resumed run's record names every process that trained part of it, oldest first
+    (`provenance.segments`); its `started`, `finished` and `seconds` stay those of the last."""
+    if resume is not None and resume.earlier:
+        record["provenance"]["segments"] = resume.segments(record["epochs"], until=record["provenance"]["finished"])
+    return record
+
+
 def _segmenter_provenance(cfg: RunConfig) -> dict:
     """Which DeepLabV3 computed a run's background share (CIFAR, ImageNet), else nothing."""
     if cfg.dataset not in SEGMENTED_BACKGROUND:
@@ -222,14 +238,15 @@ def run_experiment(cfg: RunConfig, store: ResultStore | None = None, device="aut
     model = build_model(cfg.model, data.input_shape, data.num_classes, **cfg.model_params).to(device)
     resume = None
     if store is not None:
-        resume = TrainingCheckpoint(cfg, checkpoint_dir(store.root), every=checkpoint_every(checkpoint_epochs))
+        resume = TrainingCheckpoint(cfg, checkpoint_dir(store.root), every=checkpoint_every(checkpoint_epochs),
+                                    segment=segment_provenance(device, started))
     outcome = train(model, data, cfg, device=device, progress=progress, checkpoint=resume)
     if store is not None:
         save_weights(model, cfg, store.root)
     metrics, eval_curves, artefacts = (None, {}, {}) if outcome.status == "diverged" else evaluate(model, data, cfg)
     if outcome.unit_trace is not None:
         artefacts["unit_trace"] = outcome.unit_trace
-    record = make_record(cfg, data, outcome, metrics, eval_curves, device, started, artefacts)
+    record = name_segments(make_record(cfg, data, outcome, metrics, eval_curves, device, started, artefacts), resume)
     if store is not None:
         save_artefacts(store, cfg.run_id, artefacts)
         store.put(record)
@@ -379,6 +396,11 @@ def retrain_for_weights(record: dict, store: ResultStore, data_root=None, rtol: 
 
     cfg = RunConfig.from_dict(record["config"])
     prov = record.get("provenance", {})
+    known = [s for s in prov.get("segments", []) if "device" in s]
+    kinds = sorted({f"{s['device']}, {(s.get('numerics') or {}).get('cpu_capability')} kernels" for s in known})
+    if len(kinds) > 1:
+        raise RetrainRefused(f"trained in segments on different devices or CPU kernels ({'; '.join(kinds)}): "
+                             "no single retrain reproduces it")
     threads = stored_threads(record)
     if threads is None:  # trained on a GPU
         device = resolve_device(device)

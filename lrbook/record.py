@@ -16,7 +16,7 @@ A record is a JSON object in `<store>/runs/<run_id>.json`:
 | `curves` | `per_epoch` training curves and evaluation curves (pruning) |
 | `attribution_trace` | attribution probes during training (Fig. 3 lower panels), or `[]` |
 | `artefacts` | names of small arrays in `<store>/artefacts/<run_id>/<name>.npz` |
-| `provenance` | device, versions, git commit, start/finish time, seconds; `reevaluated` (device, versions, git commit, time, `from`: `weights`) once `lrbook reevaluate` recomputed its metrics |
+| `provenance` | device, versions, git commit, start/finish time, seconds, of the process that finished the run; `train_seconds`, the training time of all its processes; `segments` for a run resumed from a training checkpoint (`lrbook.checkpoint`): one per process that trained part of it, oldest first, with the epochs it trained (`from_epoch`, `to_epoch`), `started`, `until` (its last saved state; for the last, the finish), device, git commit, torch version and numerics (a state saved before segments were kept gives only the epochs); `reevaluated` (device, versions, git commit, time, `from`: `weights`) once `lrbook reevaluate` recomputed its metrics |
 
 `load_record` reads any version, checks it and upgrades it to the current one in memory; the file
 is left as it is. A file that is not a valid record raises `BadRecord`, which names the file.

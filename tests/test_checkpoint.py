@@ -61,6 +61,16 @@ def test_a_stopped_and_resumed_run_stores_the_same_record(tmp_path, monkeypatch)
     assert ResultStore(resumed.root).get(cfg.run_id)["metrics"] == whole.get(cfg.run_id)["metrics"]
     a, b = load_weights(cfg.run_id, whole.root)["state_dict"], load_weights(cfg.run_id, resumed.root)["state_dict"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    # The record names both processes that trained it; `started` stays the last one's.
+    assert "segments" not in reference["provenance"]
+    prov = record["provenance"]
+    first, last = prov["segments"]
+    assert (first["from_epoch"], first["to_epoch"], last["from_epoch"], last["to_epoch"]) == (0, 4, 4, 8)
+    assert first["started"] <= first["until"] <= last["started"] == prov["started"]
+    assert last["until"] == prov["finished"]
+    for seg in (first, last):
+        assert seg["device"] == prov["device"] and seg["git_commit"] == prov["git_commit"]
+        assert seg["numerics"] == prov["numerics"] and seg["torch"] == torch.__version__
 
 
 @pytest.mark.mnist
@@ -85,6 +95,29 @@ def test_a_training_state_of_another_config_is_refused(tmp_path):
     (tmp_path / f"{a.run_id}.training.pt").rename(tmp_path / f"{b.run_id}.training.pt")
     with pytest.raises(ValueError, match="another config"):
         TrainingCheckpoint(b, tmp_path).load()
+
+
+def test_each_saved_state_carries_the_segments_so_far(tmp_path):
+    """Three processes train one run: each saved state names the earlier processes and this one;
+    a state saved before segments were kept counts as one segment of unknown provenance."""
+    cfg = make_config("parity", lr=0.01, scale="smoke")
+    TrainingCheckpoint(cfg, tmp_path, segment={"device": "A"}).save({"epoch": 5})
+    second = TrainingCheckpoint(cfg, tmp_path, segment={"device": "B"})
+    second.load()
+    second.save({"epoch": 10})
+    third = TrainingCheckpoint(cfg, tmp_path, segment={"device": "C"})
+    assert third.load()["epoch"] == 10
+    spans = [(s["from_epoch"], s["to_epoch"], s["device"]) for s in third.segments(12)]
+    assert spans == [(0, 5, "A"), (5, 10, "B"), (10, 12, "C")]
+
+    state = torch.load(third.path, weights_only=False)
+    del state["segments"]
+    torch.save(state, third.path)
+    legacy = TrainingCheckpoint(cfg, tmp_path, segment={"device": "D"})
+    legacy.load()
+    assert [{k: s[k] for k in ("from_epoch", "to_epoch") } | ({"device": s["device"]} if "device" in s else {})
+            for s in legacy.segments(11)] == [{"from_epoch": 0, "to_epoch": 10},
+                                              {"from_epoch": 10, "to_epoch": 11, "device": "D"}]
 
 
 def test_loading_removes_what_a_killed_writer_left(tmp_path):

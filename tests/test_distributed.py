@@ -196,6 +196,8 @@ def test_a_stopped_run_resumes_and_ends_as_an_uninterrupted_one(runs, tmp_path, 
     record = store.get(train_streamed(cfg, store, data_root=runs["data"], device="cpu", num_workers=0,
                                       checkpoint_epochs=1)["run_id"])
     assert record["provenance"]["resumed_from_epoch"] == saved["epoch"]
+    assert [(s["from_epoch"], s["to_epoch"]) for s in record["provenance"]["segments"]] == [
+        (0, saved["epoch"]), (saved["epoch"], record["epochs"])]
     assert record["curves"]["per_epoch"] == runs["record_one"]["curves"]["per_epoch"]
     assert record["metrics"] == runs["record_one"]["metrics"]
     w_resumed, w_whole = _weights(store, cfg.run_id), _weights(runs["one"], cfg.run_id)

@@ -217,6 +217,27 @@ def test_a_gpu_run_is_not_retrained_off_a_gpu(two_runs, capsys):
     assert not weights_path(b.run_id, store.root).exists() and store.path(b.run_id).read_text() == before
 
 
+def test_a_run_resumed_on_another_device_is_not_retrained(two_runs, capsys):
+    """A run whose segments (one per process that trained part of it) ran on different devices or
+    CPU kernels: no single retrain reproduces it, so none is tried."""
+    store, (_, b), _ = two_runs
+    record = json.loads(store.path(b.run_id).read_text())
+    prov = record["provenance"]
+    record["provenance"]["segments"] = [
+        {"from_epoch": 0, "to_epoch": 1},  # saved before segments were kept: unknown, not counted
+        {"from_epoch": 1, "to_epoch": 2, "device": "NVIDIA H100 80GB HBM3", "numerics": {"cpu_capability": "AVX2"}},
+        {"from_epoch": 2, "to_epoch": 3, "device": prov["device"], "numerics": prov["numerics"]}]
+    store.put(record)
+    weights_path(b.run_id, store.root).unlink()
+    before = store.path(b.run_id).read_text()
+    assert main(["--store", str(store.root), "reevaluate", "--lr", "0.2", "--retrain", "--device", "cpu"]) == INCOMPLETE
+    err = capsys.readouterr().err
+    assert (f"{b.run_id}: not retrained: trained in segments on different devices or CPU kernels (NVIDIA H100 80GB "
+            f"HBM3, AVX2 kernels; {prov['device']}, {prov['numerics']['cpu_capability']} kernels): no single "
+            "retrain reproduces it") in err
+    assert not weights_path(b.run_id, store.root).exists() and store.path(b.run_id).read_text() == before
+
+
 def test_a_gpu_run_is_retrained_with_the_numerics_its_record_names(two_runs, monkeypatch):
     """On a GPU, a GPU-trained run is retrained with the cuDNN / TF32 settings its record names (the
     unnamed ones at PyTorch's defaults, which every run before the field used), restored afterwards.
