@@ -14,9 +14,9 @@ from .attribution import attribution_entropy, attribution_map, region_shares
 from .config import RunConfig, validate
 from .data import dataset_for
 from .checkpoint import TrainingCheckpoint, checkpoint_dir, checkpoint_every, save_weights
-from .metrics import (PRUNE_FRACTIONS, class_separation, group_accuracies, has_batchnorm, kappa_compressibility,
-                      metric_versions, parameter_compressibility, pq_index, predict, prunability,
-                      prunability_candidates, pruning_curve, selectivity_index, sparsity)
+from .metrics import (PRUNE_FRACTIONS, eval_subset, group_accuracies, has_batchnorm, metric_versions,
+                      parameter_compressibility, predict, prunability, prunability_candidates, pruning_curve,
+                      representation_metrics)
 from .models import build_model, penultimate_activations
 from .record import SCHEMA_VERSION
 from .store import ResultStore, repo_root
@@ -80,18 +80,10 @@ def evaluate(model, data, cfg: RunConfig) -> tuple[dict, dict, dict]:
                                           test["acc"], data.num_classes))
 
     # Representation metrics on a fixed random subset of the test set (same for every run).
-    sub = torch.randperm(len(data.y_test), generator=torch.Generator().manual_seed(0))[:cfg.eval_n]
-    sub = sub.to(data.x_test.device)
+    sub = eval_subset(len(data.y_test), cfg.eval_n, data.x_test.device)
     feats = penultimate_activations(model, data.x_test[sub]).float()
-    y_sub, b_sub = data.y_test[sub], data.b_test[sub]
-    metrics["act_compressibility"] = kappa_compressibility(feats).mean().item()
-    metrics["act_sparsity"] = sparsity(feats).mean().item()
-    metrics["act_pq_index"] = pq_index(feats).mean().item()
+    metrics.update(representation_metrics(feats, data.y_test[sub], data.b_test[sub] if data.has_bias else None))
     metrics["param_compressibility"] = parameter_compressibility(model)
-    metrics["csi"] = selectivity_index(feats, y_sub)
-    if data.has_bias:
-        metrics["bsi"] = selectivity_index(feats, b_sub)
-    metrics["class_separation"] = class_separation(feats, y_sub)
 
     # Attribution shares on the dataset's regions (Double MNIST halves, MNIST-CIFAR blocks, MNIST's
     # exact background, the patch) or on DeepLabV3's backgrounds (CIFAR, ImageNet: Fig. 10) for the

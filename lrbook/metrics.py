@@ -1,7 +1,8 @@
 """Metrics of paper Sec. 3.2-3.3 (REPRODUCTION_SPEC section 4).
 
 Vector metrics take a 2-D tensor (samples x features) and return one value per row; model
-metrics take a model and a `SpuriousDataset`.
+metrics take a model and test tensors. `measure_classifier` gives the paper's measures of any
+trained classifier at once.
 """
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import copy
 import torch
 from torch import nn
 
-from .models import prunable_layers
+from .models import classifier_layer, penultimate_activations, prunable_layers
 
 PRUNE_FRACTIONS = tuple(round(0.1 * i, 1) for i in range(1, 10))  # spec 4: 0.1 .. 0.9
 
@@ -117,8 +118,7 @@ def pq_index(v: torch.Tensor, p: float = 0.5, q: float = 1.0) -> torch.Tensor:
 def parameter_compressibility(model: nn.Module, kappa: float = 0.1) -> float:
     """kappa-compressibility of every weight row of the prunable layers and the classifier, averaged."""
     rows = [m.weight.detach().flatten(1) for _, m in prunable_layers(model)]
-    if getattr(model, "classifier", None) is not None:
-        rows.append(model.classifier.weight.detach())
+    rows.append(classifier_layer(model).weight.detach().flatten(1))
     return torch.cat([kappa_compressibility(r, kappa) for r in rows]).mean().item()
 
 
@@ -316,3 +316,47 @@ def selectivity_index(features: torch.Tensor, labels: torch.Tensor, coverage: bo
     csi = unit_selectivity(features, labels, coverage, eps)
     fires = ~csi.isnan()
     return csi[fires].mean().item() if fires.any() else float("nan")
+
+
+# ---------------------------------------------------------------------------- all at once
+
+
+def eval_subset(n: int, eval_n: int, device=None) -> torch.Tensor:
+    """The test inputs on which every run's representation is measured: the first `eval_n` of a
+    fixed random permutation of `n` (seed 0; the same for every run and model)."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(0))[:eval_n].to(device)
+
+
+def representation_metrics(features: torch.Tensor, labels: torch.Tensor,
+                           bias_labels: torch.Tensor | None = None) -> dict[str, float]:
+    """The paper's measures of a penultimate representation (post-activation, one row per input;
+    Sec. 3.2-3.3): activation compressibility (kappa = 0.1) beside sparsity and the PQ-index, the
+    average class selectivity CSI, class separation, and with bias labels the bias selectivity BSI."""
+    out = {"act_compressibility": kappa_compressibility(features).mean().item(),
+           "act_sparsity": sparsity(features).mean().item(),
+           "act_pq_index": pq_index(features).mean().item(),
+           "csi": selectivity_index(features, labels)}
+    if bias_labels is not None:
+        out["bsi"] = selectivity_index(features, bias_labels)
+    out["class_separation"] = class_separation(features, labels)
+    return out
+
+
+def measure_classifier(model: nn.Module, x: torch.Tensor, y: torch.Tensor, b: torch.Tensor | None = None,
+                       eval_n: int = 1000) -> dict[str, float]:
+    """The paper's measures of a trained classifier, as the book's runs compute them, on an unbiased
+    test set `x`, `y` (and bias labels `b`): accuracy (`test_acc`), prunability with the per-layer
+    and the global ranking (Sec. 3.2; the Definitions page argues for `prunability_global`), and
+    `representation_metrics` of `eval_n` test inputs (`eval_subset`). `model` needs `.penultimate`
+    (`lrbook.models`); a model from elsewhere names it first, e.g. `model.penultimate =
+    model.avgpool` for a torchvision ResNet. Pruning spares `lrbook.models.classifier_layer`."""
+    test_acc = (predict(model, x) == y).float().mean().item()
+    out = {"test_acc": test_acc}
+    for method, name in (("structured", "prunability"), ("structured_global", "prunability_global")):
+        out[name] = prunability(pruning_curve(model, x, y, method=method), test_acc)
+    sub = eval_subset(len(y), eval_n, x.device)
+    feats = penultimate_activations(model, x[sub]).float()
+    out.update(representation_metrics(feats, y[sub], None if b is None else b[sub]))
+    if b is not None:
+        out["csi_minus_bsi"] = out["csi"] - out["bsi"]
+    return out

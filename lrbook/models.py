@@ -126,17 +126,42 @@ def build_model(name: str, input_shape: tuple[int, ...], num_classes: int, **par
     raise ConfigError(f"unknown model {name!r}; choose fcn, cnn, resnet18, resnet50 or wide_resnet101_2")
 
 
-def prunable_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """Convs and hidden linears in registration order; the classifier is excluded (spec 4)."""
+def _require_attribute(model: nn.Module, name: str, what: str, example: str) -> nn.Module:
+    if not isinstance(getattr(model, name, None), nn.Module):
+        raise ValueError(f"{type(model).__name__} has no `.{name}` module: set it to {what} "
+                         f"(e.g. `model.{name} = {example}` for a torchvision ResNet), as lrbook's models do")
+    return getattr(model, name)
+
+
+def classifier_layer(model: nn.Module) -> nn.Module:
+    """The final layer, which pruning leaves alone (spec 4): `model.classifier` (lrbook's models), or
+    the last linear layer registered inside it (torchvision's VGG and MobileNet heads) or, for a
+    model without one, in the whole model (a torchvision ResNet's `fc`)."""
     head = getattr(model, "classifier", None)
+    if isinstance(head, (nn.Linear, nn.Conv2d)):
+        return head
+    linears = [m for m in (head if isinstance(head, nn.Module) else model).modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise ValueError(f"{type(model).__name__} has no linear layer to keep as its classifier: set "
+                         "`model.classifier` to its final layer, which pruning leaves alone")
+    return linears[-1]
+
+
+def prunable_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """Convs and hidden linears in registration order; the classifier (`classifier_layer`) is
+    excluded (spec 4)."""
+    head = classifier_layer(model)
     return [(n, m) for n, m in model.named_modules()
             if isinstance(m, (nn.Conv2d, nn.Linear)) and m is not head]
 
 
 def penultimate_activations(model: nn.Module, x: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
-    """Post-activation penultimate-layer outputs (N, features) in eval mode (spec 1)."""
+    """Post-activation penultimate-layer outputs (N, features) in eval mode (spec 1): the output of
+    `model.penultimate`, which a model from elsewhere must name."""
     feats = []
-    hook = model.penultimate.register_forward_hook(lambda m, i, o: feats.append(o.flatten(1).detach()))
+    penultimate = _require_attribute(model, "penultimate", "the module whose output is its representation",
+                                     "model.avgpool")
+    hook = penultimate.register_forward_hook(lambda m, i, o: feats.append(o.flatten(1).detach()))
     was_training = model.training
     model.eval()
     try:

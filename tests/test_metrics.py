@@ -541,3 +541,115 @@ def test_feature_shapley_dummy_and_efficiency():
     assert torch.allclose(phi_core + phi_spur, interacting(x) - baseline, atol=1e-5)
     share = spurious_share(phi_core, phi_spur)
     assert 0 < share[0] < 1 and 0 < share[1] < 1 and torch.isnan(share[2]), "constant output: share undefined"
+
+
+# ---------------------------------------------------------------------------- all at once
+
+
+class _OutsideNet(nn.Module):
+    """A classifier from elsewhere (its own module names), 2 inputs -> 4 ReLU units -> 2 classes.
+    Unit 0 is relu(x0) and votes for class 1; unit 1 is relu(-2 x0) and votes for class 0; units
+    2 and 3 see only x1, vote for nothing, and have the smallest weight rows (L1 0.1 and 0.2)."""
+
+    def __init__(self):
+        super().__init__()
+        self.body, self.act, self.head = nn.Linear(2, 4, bias=False), nn.ReLU(), nn.Linear(4, 2, bias=False)
+        with torch.no_grad():
+            self.body.weight.copy_(T([[1.0, 0.0], [-2.0, 0.0], [0.0, 0.1], [0.0, -0.2]]))
+            self.head.weight.copy_(T([[0.0, 1.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0]]))
+
+    def forward(self, x):
+        return self.head(self.act(self.body(x)))
+
+
+def test_measure_classifier_on_a_model_from_elsewhere():
+    """Half the inputs have x0 > 0 (class 1). Pruning the 4 hidden units by L1 row norm at the
+    grid's fractions removes round(4p) = 0, 1, 1, 2, 2, 2, 3, 3, 4 units: the first two pruned are
+    useless, the third is unit 0, after which every input is called class 0 (accuracy 0.5). So
+    prunability is (6 x 1 + 3 x 0.5) / 9 = 5/6, per layer and globally (one prunable layer with
+    equal rows). The head (the last linear layer, as the model names none) is never pruned; the
+    representation the model must name."""
+    from lrbook.metrics import measure_classifier
+    from lrbook.models import prunable_layers
+
+    x0 = torch.cat([torch.arange(1, 26), -torch.arange(1, 26)]).float() / 25
+    x = torch.stack([x0, torch.linspace(-1, 1, 50)], 1)
+    y, b = (x0 > 0).long(), torch.tensor([0, 1] * 25)
+    model = _OutsideNet()
+    assert [name for name, _ in prunable_layers(model)] == ["body"]
+    with pytest.raises(ValueError, match=r"_OutsideNet has no `\.penultimate` module: set it to the module whose "
+                                         r"output is its representation \(e\.g\. `model\.penultimate = model\.avgpool`"):
+        measure_classifier(model, x, y, b)
+    model.penultimate = model.act
+
+    got = measure_classifier(model, x, y, b)
+    assert got["test_acc"] == 1.0
+    assert got["prunability"] == pytest.approx(5 / 6) and got["prunability_global"] == pytest.approx(5 / 6)
+    feats = torch.relu(x @ model.body.weight.T)
+    assert got["csi"] == pytest.approx(selectivity_index(feats, y))
+    assert got["bsi"] == pytest.approx(selectivity_index(feats, b))
+    assert got["csi_minus_bsi"] == pytest.approx(got["csi"] - got["bsi"])
+    assert got["class_separation"] == pytest.approx(class_separation(feats, y))
+    assert got["act_compressibility"] == pytest.approx(kappa_compressibility(feats).mean().item())
+    assert torch.equal(model.head.weight, T([[0.0, 1.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0]])), "measuring changes nothing"
+    assert "bsi" not in measure_classifier(model, x, y)
+
+
+def test_the_classifier_is_the_named_one_or_the_last_linear_layer():
+    """Pruning leaves the final layer alone: `model.classifier`, the last linear layer inside it (a
+    torchvision VGG's head is a Sequential), or the model's last linear layer."""
+    from lrbook.models import classifier_layer, prunable_layers
+
+    seq = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
+    assert classifier_layer(seq) is seq[5] and [m for _, m in prunable_layers(seq)] == [seq[0], seq[3]]
+    vgg_like = nn.Module()
+    vgg_like.features = nn.Conv2d(3, 4, 3)
+    vgg_like.classifier = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
+    assert classifier_layer(vgg_like) is vgg_like.classifier[2]
+    assert [m for _, m in prunable_layers(vgg_like)] == [vgg_like.features, vgg_like.classifier[0]]
+    all_conv = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 2, 1))
+    with pytest.raises(ValueError, match="Sequential has no linear layer to keep as its classifier: set "
+                                         "`model.classifier` to its final layer"):
+        prunable_layers(all_conv)
+    all_conv.classifier = all_conv[2]  # a conv head, named: kept
+    assert [m for _, m in prunable_layers(all_conv)] == [all_conv[0]]
+
+
+def test_measure_classifier_gives_what_a_run_records(tmp_path, monkeypatch):
+    """On a stored run's final weights and test set, `measure_classifier` returns exactly the values
+    the run's record holds: one computation, whether inside a run or outside."""
+    from lrbook.checkpoint import load_weights
+    from lrbook.config import make_config
+    from lrbook.data import dataset_for
+    from lrbook.experiment import run_experiment
+    from lrbook.metrics import measure_classifier
+    from lrbook.store import ResultStore
+
+    monkeypatch.delenv("LRBOOK_CHECKPOINTS", raising=False)
+    cfg = make_config("moon_star", lr=0.2, scale="smoke", max_epochs=3)
+    store = ResultStore(tmp_path)
+    record = run_experiment(cfg, store=store)
+    data = dataset_for(cfg)
+    model = build_model(cfg.model, data.input_shape, data.num_classes, **cfg.model_params)
+    model.load_state_dict(load_weights(cfg.run_id, store.root)["state_dict"])
+    got = measure_classifier(model, data.x_test, data.y_test, data.b_test, eval_n=cfg.eval_n)
+    assert got.pop("csi_minus_bsi") == got["csi"] - got["bsi"]
+    assert got == {k: record["metrics"][k] for k in got}
+
+
+@pytest.mark.mnist
+def test_the_readme_example_runs(mnist_root, capsys):
+    """README, "Using the metrics elsewhere": the first example runs as written, reading MNIST from
+    the test data folder instead of ./data, on 100 test images instead of 1,000 (a ResNet18 on the
+    CPU evaluates 19 pruned copies), and prints every measure."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    code = readme[readme.index("## Using the metrics elsewhere"):].split("```python\n", 1)[1].split("```", 1)[0]
+    assert code.count('root="data"') == 1 and code.count("n_test=1000") == 1
+    code = code.replace('root="data"', f"root={str(mnist_root)!r}").replace("n_test=1000", "n_test=100")
+    exec(compile(code, "README.md", "exec"), {})
+    printed = capsys.readouterr().out
+    for name in ("test_acc", "prunability", "prunability_global", "act_compressibility", "csi", "bsi",
+                 "csi_minus_bsi", "class_separation"):
+        assert f"'{name}':" in printed, name
