@@ -105,6 +105,31 @@ def trend_summary(card):
     return pd.DataFrame(rows)
 
 
+def level_summary(card, scale: str = "paper"):
+    """Where our values sit against Table S1's, beside the trends: Sec. 5's claim is about
+    directions, so levels are not scored, but a level apart from the paper's says that a setting
+    differs. One row per scorecard cell at `scale`; per Table S1 variable, "below" when our range
+    (the per-LR means, as in the scorecard) ends under the paper's range, "above" when it starts over
+    it, else "overlaps". Empty when no cell at `scale` has a Table S1 row."""
+    import pandas as pd
+
+    from .vocabulary import cell_title
+
+    if not len(card) or "ours_min" not in card:
+        return pd.DataFrame()
+    rows = card[(card.scale == scale) & card.paper_min.notna() & card.ours_min.notna()]
+    where = np.where(rows.ours_max < rows.paper_min, "below",
+                     np.where(rows.ours_min > rows.paper_max, "above", "overlaps"))
+    long = pd.DataFrame({"cell": [cell_title(d, m) for d, m in zip(rows.dataset, rows.model)],
+                         "variable": rows.variable.to_numpy(), "where": where})
+    if long.empty:
+        return pd.DataFrame()
+    wide = long.pivot(index="cell", columns="variable", values="where")
+    order = [v for v in dict.fromkeys(long.variable)]
+    return wide.reindex(index=list(dict.fromkeys(long.cell)), columns=order).fillna("").reset_index().rename_axis(
+        columns=None)
+
+
 def counted_intervention_runs(runs, dataset: str, model: str) -> dict:
     """Per intervention, its runs in one cell that count (`interventions.counted_runs`)."""
     from .interventions import counted_runs, intervention_runs

@@ -97,6 +97,7 @@ def test_semisynthetic_notebook_trains_a_cell_then_renders_its_figures(tmp_path,
     assert "share of attribution on the spurious region" in text
     assert text.count("image/png") == 4  # Fig. 4, 5, 21/22 and the attribution maps
     assert "with 12 Axes" in text  # the maps: 2 LRs (0.3 and 0.5, not the under-trained 0.05) x 6 inputs
+    assert "No cell has `paper`-scale runs, so no level is set against Table S1" in text
 
     # Rendering every cell from the same store: the CIFAR cells say why they are empty.
     pm.execute_notebook(nb, str(out), cwd=str(ROOT / "notebooks"), progress_bar=False, kernel_name="python3",

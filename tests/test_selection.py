@@ -125,3 +125,20 @@ def test_the_scorecard_scores_the_global_reading_only_where_every_run_has_it():
     assert prunability_reading(df) == "prunability"
     row = compare_with_paper(df, "colored_mnist", "fcn").set_index("variable").loc["Prunability"]
     assert row.reading == "Prunability" and row.spearman < -0.9 and np.isclose(row.ours_max, 0.3)
+
+
+def test_levels_say_where_our_range_sits_against_table_s1():
+    """Colored MNIST / FCN in Table S1: unbiased accuracy 72.727 to 76.11 %, prunability 0.935 to
+    0.968, act. compressibility 0.285 to 0.389. Per-LR means here: accuracy 60 and 70 % (ends under
+    72.727: below), prunability 0.95 and 0.99 (overlaps), act. compressibility 0.39 and 0.40 (starts
+    over 0.389: above). Cells at another scale, and variables Table S1 lacks, are not listed."""
+    from lrbook.compare import level_summary
+
+    df = runs([(lr, s, "converged", acc) for lr, acc in ((0.1, 0.60), (0.5, 0.70)) for s in range(2)], model="fcn")
+    df["prunability"] = [0.95, 0.95, 0.99, 0.99]
+    df["act_compressibility"] = [0.39, 0.39, 0.40, 0.40]
+    card = compare_with_paper(df, "colored_mnist", "fcn").assign(dataset="colored_mnist", model="fcn", scale="paper")
+    levels = level_summary(card)
+    assert levels.columns.tolist() == ["cell", "Unbiased test acc.", "Prunability", "Act. compressibility"]
+    assert levels.iloc[0].tolist() == ["Colored MNIST / FCN", "below", "overlaps", "above"]
+    assert level_summary(card.assign(scale="cpu")).empty
