@@ -124,10 +124,9 @@ def level_summary(card, scale: str = "paper"):
                          "variable": rows.variable.to_numpy(), "where": where})
     if long.empty:
         return pd.DataFrame()
-    wide = long.pivot(index="cell", columns="variable", values="where")
-    order = [v for v in dict.fromkeys(long.variable)]
-    return wide.reindex(index=list(dict.fromkeys(long.cell)), columns=order).fillna("").reset_index().rename_axis(
-        columns=None)
+    wide = long.pivot(index="cell", columns="variable", values="where")  # sorted: put back in card order
+    wide = wide.reindex(index=list(dict.fromkeys(long.cell)), columns=list(dict.fromkeys(long.variable)))
+    return wide.fillna("").reset_index().rename_axis(columns=None)
 
 
 def counted_intervention_runs(runs, dataset: str, model: str) -> dict:
