@@ -31,13 +31,26 @@ def claim_timeout() -> float:
     return float(os.environ.get("LRBOOK_CLAIM_TIMEOUT", 120))
 
 
-def _process_start(pid: int) -> str | None:
-    """The start time of process `pid` in clock ticks since boot (Linux), to tell a reused pid."""
+def _stat_fields(pid: int) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name (Linux): state first, start time 20th."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    return stat.rsplit(")", 1)[1].split()[19]
+    return stat.rsplit(")", 1)[1].split()
+
+
+def _process_start(pid: int) -> str | None:
+    """The start time of process `pid` in clock ticks since boot (Linux), to tell a reused pid."""
+    fields = _stat_fields(pid)
+    return None if fields is None else fields[19]
+
+
+def _exited(pid: int) -> bool:
+    """Whether process `pid` has exited but is not yet reaped by its parent (a zombie): a killed Ray
+    worker stays one until its raylet notices, and signal 0 still reaches it."""
+    fields = _stat_fields(pid)
+    return fields is not None and fields[0] in ("Z", "X")
 
 
 def claim_info(owner: str | None) -> dict:
@@ -102,6 +115,8 @@ def claim_is_stale(lock: Path, owner: str | None = None) -> bool:
         return True
     except (PermissionError, TypeError, ValueError):
         return False
+    if _exited(int(pid)):
+        return True
     started = info.get("pid_start")
     return started is not None and started != _process_start(int(pid))
 

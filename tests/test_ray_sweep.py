@@ -171,7 +171,7 @@ def test_retries_spent_report_the_run_failed_and_a_later_sweep_trains_it(local_r
         run_sweep_ray([victim], store=tmp_store, progress=False, max_retries=0, _body=always_dies)
     assert not tmp_store.has(victim.run_id) and tmp_store.lock_path(victim.run_id).exists()  # dead pid's claim
     report = run_sweep_ray([victim], store=tmp_store, progress=False)  # same host: dead pid, taken over
-    assert report.trained == [victim.run_id] and tmp_store.has(victim.run_id)
+    assert report.trained == [victim.run_id] and tmp_store.has(victim.run_id), report
     assert not tmp_store.lock_path(victim.run_id).exists()
 
 

@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -162,6 +163,30 @@ def test_claim_of_a_reused_pid_is_taken_over(tmp_store):
     lock = _lock(tmp_store, "run2b")
     lock.write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "pid_start": "1"}))
     assert tmp_store.claim("run2b")
+
+
+def test_claim_of_an_exited_unreaped_process_is_taken_over(tmp_store):
+    """A process that exited but that its parent has not reaped yet (a zombie, as a killed Ray worker
+    is until its raylet notices) still answers signal 0 and keeps its start time: its claim is stale."""
+    from lrbook.claims import _process_start
+
+    tmp_store.runs.mkdir(parents=True)
+    lock = _lock(tmp_store, "run2c")
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        for _ in range(200):  # until it has exited (not waited for: it stays a zombie)
+            if Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("the child did not exit within 10 s")
+        os.kill(proc.pid, 0)  # still there for signal 0
+        lock.write_text(json.dumps({"host": socket.gethostname(), "pid": proc.pid,
+                                    "pid_start": _process_start(proc.pid)}))
+        assert tmp_store.claim("run2c")
+        tmp_store.release("run2c")
+    finally:
+        proc.wait()
 
 
 def test_claim_of_live_other_process_blocks(tmp_store):
