@@ -8,7 +8,7 @@ import numpy as np
 from .paper import paper_row
 from .selection import prunability_reading, scored_runs, select_runs
 from .stats import bootstrap_spearman, spearman
-from .vocabulary import METRIC_LABELS, S1_METRICS, SELECTIVITY_CHECKS
+from .vocabulary import CSI_ATTRIBUTION_METRICS, FIG8_DATASETS, METRIC_LABELS, S1_METRICS, SELECTIVITY_CHECKS
 
 AGREEMENT_MARKS = {"yes": "✓", "no": "✗", "unclear": "?", "n/a": "n/a"}
 # A trend needs three points: over two hyperparameter values a Spearman correlation only says which
@@ -127,6 +127,45 @@ def level_summary(card, scale: str = "paper"):
     wide = long.pivot(index="cell", columns="variable", values="where")  # sorted: put back in card order
     wide = wide.reindex(index=list(dict.fromkeys(long.cell)), columns=list(dict.fromkeys(long.variable)))
     return wide.fillna("").reset_index().rename_axis(columns=None)
+
+
+def _direction(lo: float, hi: float) -> str:
+    """'rises' (95% interval above 0), 'falls' (below 0) or 'unclear' (includes 0, or no interval)."""
+    return "rises" if lo > 0 else "falls" if hi < 0 else "unclear"
+
+
+def attribution_agreement(runs, datasets=FIG8_DATASETS):
+    """Fig. 27 (supplement D): where the core and spurious features sit in separate input regions
+    (`datasets`; the paper shows Double MNIST), attribution measures core-feature use directly, and
+    the paper finds that CSI follows it with LR ("qualitatively identical patterns"). One row per
+    cell and scale of `runs` whose scored runs (`selection.scored_runs`) store the core attribution
+    share: per measure of `CSI_ATTRIBUTION_METRICS`, its mean at the lowest and the highest LR and
+    Spearman(LR, measure) with its seed-bootstrap interval and direction; per index (CSI, CSI − BSI), its Spearman with the core share over the runs
+    and `follows` ("yes" when it goes the core share's way, "no" when the other way, "unclear" when
+    either direction is)."""
+    import pandas as pd
+
+    rows = []
+    keys = ["dataset", "model", "scale"]
+    for (d, m, s), cell in (runs.groupby(keys, sort=False) if len(runs) else ()):
+        ok = scored_runs(cell) if d in datasets else cell.iloc[:0]
+        if "attr_core" not in ok or ok.attr_core.isna().all():
+            continue
+        ok = ok[ok.attr_core.notna()]
+        row = {"dataset": d, "model": m, "scale": s, "runs": len(ok), "lrs": ok.lr.nunique()}
+        for col in CSI_ATTRIBUTION_METRICS:
+            lo, hi = bootstrap_spearman(ok, col)
+            means = ok.groupby("lr")[col].mean()
+            row.update({f"{col}_at_lowest_lr": means.iloc[0], f"{col}_at_highest_lr": means.iloc[-1],
+                        f"{col}_spearman": spearman(ok.lr, ok[col]), f"{col}_ci_low": lo, f"{col}_ci_high": hi,
+                        f"{col}_direction": _direction(lo, hi)})
+        core = row["attr_core_direction"]
+        for col in CSI_ATTRIBUTION_METRICS[:-1]:
+            own = row[f"{col}_direction"]
+            row[f"{col}_with_core"] = spearman(ok[col], ok.attr_core)
+            row[f"{col}_follows"] = "unclear" if "unclear" in (own, core) else "yes" if own == core else "no"
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def counted_intervention_runs(runs, dataset: str, model: str) -> dict:

@@ -15,7 +15,7 @@ from .selection import (cells_with_scored_runs, cell_scales, low_high_records, p
                         scored_metrics, scored_runs, seed_records, select_runs, stored_cells, traced_lrs, with_logging)
 from .stats import bootstrap_spearman, spearman
 from .tables import comparison_table, format_summary, lr_summary
-from .vocabulary import (EXACT_FOREGROUND, LR_EFFECT_METRICS, METRIC_LABELS, PRUNABILITY_READINGS, REPRESENTATION_METRICS,
+from .vocabulary import (CSI_ATTRIBUTION_METRICS, EXACT_FOREGROUND, LR_EFFECT_METRICS, METRIC_LABELS, PRUNABILITY_READINGS, REPRESENTATION_METRICS,
                          SELECTIVITY_CHECKS, cell_title)
 
 
@@ -207,6 +207,42 @@ def attribution_maps(store, runs, cell) -> Figure:
                                    f"inputs (columns) at the lowest and highest LR (rows), seed {lo['config']['seed']}",
                                    sub)
     return Figure(caption, arrays or None, plot_attribution_maps if arrays else None, notes, tables, sub)
+
+
+def csi_attribution(runs) -> Figure:
+    """Fig. 27 (supplement D): CSI, CSI − BSI and the core attribution share against LR, one panel
+    per cell of `runs` (already selected) whose features sit in separate regions, with
+    `compare.attribution_agreement` as the table: does each index go the core share's way?"""
+    import pandas as pd
+
+    from .compare import attribution_agreement
+    from .plots import plot_cell_panels
+    from .tables import spearman_text
+
+    agreement = attribution_agreement(runs)
+    if agreement.empty:
+        return Figure("", notes=["No selected cell stores attribution shares on separate core and spurious "
+                                 "regions (Double MNIST, MNIST-CIFAR), so Fig. 27 has nothing to show."])
+    cells = list(dict.fromkeys(zip(agreement.dataset, agreement.model)))
+    sub = select_runs(runs, cells, scale="all")
+    rows = []
+    for _, r in agreement.iterrows():
+        for col in CSI_ATTRIBUTION_METRICS:
+            follows, with_core = r.get(f"{col}_follows", "(the yardstick)"), r.get(f"{col}_with_core", np.nan)
+            rows.append({"cell": cell_title(r.dataset, r.model), "scale": r.scale, "runs": r.runs,
+                         "measure": METRIC_LABELS[col],
+                         "lowest → highest LR": f"{r[f'{col}_at_lowest_lr']:.3f} → {r[f'{col}_at_highest_lr']:.3f}",
+                         "Spearman with LR [95%]": spearman_text(r[f"{col}_spearman"], r[f"{col}_ci_low"],
+                                                                 r[f"{col}_ci_high"]),
+                         "follows the core share": follows + (f" ({with_core:+.2f})" if np.isfinite(with_core) else "")})
+    caption = prose.figure_caption("Fig. 27", "avg. CSI and (beyond the paper) CSI − BSI beside the share of "
+                                   "Integrated-Gradients attribution on the core region, against LR (normalised); "
+                                   "one panel per cell, line: mean over seeds, band: one sd", sub)
+    return Figure(caption, dict(runs=sub, cells=cells, metrics=CSI_ATTRIBUTION_METRICS), plot_cell_panels,
+                  tables={"Per measure: the per-LR means at both ends of the LR range, the trend with LR, and "
+                          "whether it goes the core share's way (in brackets: its Spearman correlation with the "
+                          "core share over the runs)": pd.DataFrame(rows)},
+                  runs=sub)
 
 
 def cell_tables(frame, cell, scale=None) -> list[tuple[str, Any]]:

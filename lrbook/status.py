@@ -5,10 +5,11 @@ status page."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 from .compare import scorecard
 from .selection import MIN_LRS, MIN_SEEDS, complete_lrs, select_runs, with_logging
-from .vocabulary import MECHANISM_CELLS, SEMI_SYNTHETIC_CELLS, SYNTHETIC_CELLS, dataset_name, model_name
+from .vocabulary import MECHANISM_CELLS, MODELS, SEMI_SYNTHETIC_CELLS, SYNTHETIC_CELLS, dataset_name, model_name
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,24 @@ class PaperItem:
     computed: str = ""  # if set, computed when the page is built, from no stored runs: what it checks
     undescribed: bool = False  # the paper's text never refers to it: what it shows is not known here
     interventions: bool = False  # Sec. 5's comparison: coverage and verdict from the interventions' runs
+    judge: Callable | None = None  # verdict of a claim other than a Table S1 trend: runs -> (verdict, note)
+
+
+def attribution_verdict(runs) -> tuple[str, str]:
+    """Fig. 27's claim, that CSI follows the core attribution share with LR, on the cells of `runs`
+    (each at the scale the book shows it), as page 02 judges it (`compare.attribution_agreement`)."""
+    from .compare import attribution_agreement
+
+    table = attribution_agreement(runs)
+    if table.empty:
+        return "not scored", "no run stores the attribution share"
+    answers = list(table.csi_follows)
+    verdict_ = ("agrees" if set(answers) == {"yes"} else "disagrees" if set(answers) == {"no"}
+                else "unclear" if set(answers) == {"unclear"} else "partly")
+    words = {"yes": "follows", "no": "goes against", "unclear": "has no clear relation to"}
+    return verdict_, "; ".join(f"{_cell_name(r.dataset, r.model, r.scale)}: avg. CSI {words[r.csi_follows]} the core "
+                               f"attribution share (Spearman over runs {r.csi_with_core:+.2f})"
+                               for r in table.itertuples())
 
 
 # Table S2's cells (ResNet18 on three datasets); Sec. 5's items also count any other cell with runs
@@ -81,9 +100,8 @@ PAPER_ITEMS = (
     PaperItem("Fig. 26", "Other compressibility measures (sparsity, PQ-index) vs LR", "07 robustness checks",
               planned="the runs store act. sparsity, PQ-index and parameter compressibility; section 07, "
                       "which would plot them, is not built yet"),
-    PaperItem("Fig. 27", "Double MNIST: avg. CSI beside the attribution share on the spurious half, vs LR",
-              "02 semi-synthetic", planned="the Double MNIST runs store the attribution share (02 shows it per LR); "
-                                           "no page sets it beside CSI yet"),
+    PaperItem("Fig. 27", "Double MNIST: avg. CSI beside the attribution share on the core half, vs LR",
+              "02 semi-synthetic", tuple(("double_mnist", m) for m in MODELS), judge=attribution_verdict),
     PaperItem("Fig. 28", "Not referred to in the paper's text", "", undescribed=True),
     PaperItem("Fig. 31, 33", "Attribution maps, low vs high LR: Colored MNIST, Double MNIST", "02 semi-synthetic",
               (("double_mnist", "resnet18"),),
@@ -284,6 +302,9 @@ def status_table(store=None, card=None):
                 row.update(status="partial", note=it.partial)
             if not some:
                 row.update(verdict="not run")
+            elif it.judge is not None:
+                v, why = it.judge(select_runs(runs, it.cells))
+                row.update(verdict=v, verdict_note=why)
             elif not it.variables:
                 row.update(verdict="not scored", verdict_note=f"not a Table S1 trend; the {it.section} page "
                                                               "compares it with the paper")

@@ -58,7 +58,8 @@ METRIC_LABELS = {"test_acc": "Unbiased test acc.", "prunability": "Prunability",
                  "prunability_bn_batch_chance_corrected": "Prunability (BN batch stats, chance-corrected)",
                  "prunability_bn_batch_to_half": "Prunability (BN batch stats, grid to 50%)",
                  "attr_entropy": "Attribution entropy", "attr_background": "Background attribution share",
-                 "attr_patch": "Attribution share in the patch", "test_ba_minus_bc": "Patch reliance (BA − BC acc.)"}
+                 "attr_patch": "Attribution share in the patch", "test_ba_minus_bc": "Patch reliance (BA − BC acc.)",
+                 "attr_core": "Core attribution share", "attr_spurious": "Spurious attribution share"}
 # Every reading of prunability a run records (`metrics.prunability_candidates`); the Definitions page
 # argues for `prunability_global`, which the scorecard and the LR-effect panels use in every cell
 # whose runs all have it (`selection.prunability_reading`), and `prunability` elsewhere.
@@ -120,6 +121,9 @@ REPRESENTATION_METRICS = ("csi", "class_separation")  # Fig. 5
 # and the scorecard show BSI and CSI - BSI beside it (a shift from spurious to core features raises
 # CSI - BSI). `store.records_to_frame` derives `csi_minus_bsi`.
 SELECTIVITY_CHECKS = ("bsi", "csi_minus_bsi")
+# Fig. 27 (supplement D): where core and spurious features sit in separate input regions
+# (`FIG8_DATASETS`), the paper checks CSI against the share of input attribution on the core region.
+CSI_ATTRIBUTION_METRICS = ("csi", "csi_minus_bsi", "attr_core")
 
 
 def dataset_name(dataset: str) -> str:

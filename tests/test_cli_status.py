@@ -437,3 +437,18 @@ def test_cli_sweep_rejects_mixed_grids_at_once(tmp_path, capsys, extra, message)
     assert main(["--store", str(tmp_path / "s"), "sweep", "parity", "--scale", "smoke", "--device", "cpu"] + extra) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "s").exists() or len(ResultStore(tmp_path / "s")) == 0
+
+
+@pytest.mark.parametrize("core_sign, expected", [(1, "agrees"), (-1, "disagrees")])
+def test_fig27_verdict_says_whether_csi_follows_the_core_attribution_share(tmp_store, core_sign, expected):
+    for lr in LRS[:3]:
+        for s in (0, 1):
+            cfg = make_config("double_mnist", "fcn", lr=lr, seed=s, scale="smoke")
+            tmp_store.put({"run_id": cfg.run_id, "config": cfg.to_dict(), "status": "converged", "epochs": 5,
+                           "metrics": {"test_acc": 0.5, "train_acc": 1.0, "csi": 0.2 + lr + 0.001 * s, "bsi": 0.1,
+                                       "attr_core": 0.5 + core_sign * (0.1 * lr + 0.0001 * s)}})
+    fig27 = by_item(status_table(tmp_store))["Fig. 27"]
+    assert fig27["status"] == "partial" and fig27["verdict"] == expected
+    assert fig27["verdict_note"] == (f"Double MNIST/FCN (smoke): avg. CSI "
+                                     f"{'follows' if core_sign > 0 else 'goes against'} the core attribution share "
+                                     f"(Spearman over runs {core_sign:+.2f})")

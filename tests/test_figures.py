@@ -9,7 +9,7 @@ import pytest
 matplotlib.use("Agg")
 
 from lrbook import ResultStore, make_config  # noqa: E402
-from lrbook import figures, prose  # noqa: E402
+from lrbook import compare, figures, prose  # noqa: E402
 from lrbook.selection import best_scale, select_runs  # noqa: E402
 
 
@@ -157,11 +157,11 @@ def test_every_metric_drawn_in_one_panel_has_a_colour_of_its_own():
     """Each page's LR-effect panels draw one of these groups; a metric without a colour took
     matplotlib's next default, which could repeat another line's colour in the same panel."""
     from lrbook.plots import COLORS
-    from lrbook.vocabulary import (ATTRIBUTION_METRICS, LR_EFFECT_METRICS, PATCH_METRICS, REPRESENTATION_METRICS,
-                                   SELECTIVITY_CHECKS)
+    from lrbook.vocabulary import (ATTRIBUTION_METRICS, CSI_ATTRIBUTION_METRICS, LR_EFFECT_METRICS, PATCH_METRICS,
+                                   REPRESENTATION_METRICS, SELECTIVITY_CHECKS)
 
     for group in (LR_EFFECT_METRICS, REPRESENTATION_METRICS + SELECTIVITY_CHECKS, ATTRIBUTION_METRICS, PATCH_METRICS,
-                  LR_EFFECT_METRICS + REPRESENTATION_METRICS):
+                  LR_EFFECT_METRICS + REPRESENTATION_METRICS, CSI_ATTRIBUTION_METRICS):
         assert all(m in COLORS for m in group), group
         assert len({COLORS[m] for m in group}) == len(group), group
 
@@ -181,3 +181,44 @@ def test_span_reads_one_number_when_both_ends_agree():
     assert span({"lo": 2.0, "hi": 2.0}, "lo", "hi") == "2"
     assert span({"lo": 45.12, "hi": 45.14}, "lo", "hi") == "45.1"  # equal as printed
     assert span({"lo": float("nan"), "hi": 1.0}, "lo", "hi") == "—" and span({}, "lo", "hi") == "—"
+
+
+def test_csi_attribution_says_whether_each_index_goes_the_core_shares_way(tmp_path):
+    """Fig. 27 on a hand-built store: Double MNIST / FCN, 3 LRs x 2 seeds, CSI and the core share rise
+    with LR, CSI - BSI falls; Double MNIST / CNN's core share is flat; Colored MNIST (one region for
+    both features) and a diverged run take no part."""
+    s = ResultStore(tmp_path / "store")
+    for lr in (0.01, 0.1, 0.3):
+        for seed in (0, 1):
+            put(s, "double_mnist", "fcn", lr, seed, csi=0.2 + lr + 0.001 * seed, bsi=0.1 + 2 * lr,
+                attr_core=0.4 + 0.1 * lr + 0.0001 * seed)
+            put(s, "double_mnist", "cnn", lr, seed, csi=0.2 + lr + 0.001 * seed, bsi=0.1, attr_core=0.5)
+            put(s, "colored_mnist", "fcn", lr, seed, csi=0.2, bsi=0.1, attr_core=0.5)
+    put(s, "double_mnist", "fcn", 0.5, 0, status="diverged")
+    runs = select_runs(s.to_frame())
+    agreement = compare.attribution_agreement(runs).set_index("model")
+    assert list(agreement.index) == ["fcn", "cnn"] and list(agreement.runs) == [6, 6]
+    fcn, cnn = agreement.loc["fcn"], agreement.loc["cnn"]
+    # LR ranks 1.5, 1.5, 3.5, 3.5, 5.5, 5.5 against CSI ranks 1..6: 16 / sqrt(16 * 17.5)
+    assert fcn.csi_spearman == pytest.approx(16 / (16 * 17.5) ** 0.5)
+    assert (fcn.csi_direction, fcn.attr_core_direction, fcn.csi_minus_bsi_direction) == ("rises", "rises", "falls")
+    assert (fcn.csi_follows, fcn.csi_minus_bsi_follows) == ("yes", "no")
+    assert fcn.csi_with_core == pytest.approx(1.0)
+    # CSI - BSI ranks 5, 6, 3, 4, 1, 2 against the core share's 1..6: -14.5 / 17.5
+    assert fcn.csi_minus_bsi_with_core == pytest.approx(-14.5 / 17.5)
+    assert fcn.attr_core_at_lowest_lr == pytest.approx(0.40105) and fcn.attr_core_at_highest_lr == pytest.approx(0.43005)
+    assert cnn.attr_core_direction == "unclear" and cnn.csi_follows == "unclear"
+
+    fig = figures.csi_attribution(runs)
+    assert fig.caption.startswith("**Fig. 27:**") and "left out: 1 diverged" in fig.caption
+    table = next(iter(fig.tables.values())).set_index(["cell", "measure"])
+    assert table.loc[("Double MNIST / FCN", "Avg. CSI"), "follows the core share"] == "yes (+1.00)"
+    assert table.loc[("Double MNIST / FCN", "CSI − BSI"), "follows the core share"] == "no (-0.83)"
+    assert table.loc[("Double MNIST / FCN", "Core attribution share"), "follows the core share"] == "(the yardstick)"
+    assert table.loc[("Double MNIST / CNN", "Avg. CSI"), "follows the core share"] == "unclear"
+    assert table.loc[("Double MNIST / FCN", "Core attribution share"), "lowest → highest LR"] == "0.401 → 0.430"
+    assert len(fig.plot(fig.data).axes) == 2
+
+    only_colored = select_runs(s.to_frame(), ("colored_mnist", "fcn"))
+    assert compare.attribution_agreement(only_colored).empty
+    assert figures.csi_attribution(only_colored).plot is None
