@@ -140,9 +140,9 @@ def attribution_agreement(runs, datasets=FIG8_DATASETS):
     the paper finds that CSI follows it with LR ("qualitatively identical patterns"). One row per
     cell and scale of `runs` whose scored runs (`selection.scored_runs`) store the core attribution
     share: per measure of `CSI_ATTRIBUTION_METRICS`, its mean at the lowest and the highest LR and
-    Spearman(LR, measure) with its seed-bootstrap interval and direction; per index (CSI, CSI − BSI), its Spearman with the core share over the runs
-    and `follows` ("yes" when it goes the core share's way, "no" when the other way, "unclear" when
-    either direction is)."""
+    Spearman(LR, measure) with its seed-bootstrap interval and direction; per index (CSI, CSI − BSI),
+    its Spearman with the core share over the runs and `follows` ("yes" when it goes the core share's
+    way, "no" when the other way, "unclear" when either direction is)."""
     import pandas as pd
 
     rows = []

@@ -43,7 +43,8 @@ def attribution_verdict(runs) -> tuple[str, str]:
                 else "unclear" if set(answers) == {"unclear"} else "partly")
     words = {"yes": "follows", "no": "goes against", "unclear": "has no clear relation to"}
     return verdict_, "; ".join(f"{_cell_name(r.dataset, r.model, r.scale)}: avg. CSI {words[r.csi_follows]} the core "
-                               f"attribution share (Spearman over runs {r.csi_with_core:+.2f})"
+                               "attribution share" + (f" (Spearman over runs {r.csi_with_core:+.2f})"
+                                                      if r.csi_with_core == r.csi_with_core else "")
                                for r in table.itertuples())
 
 
