@@ -129,9 +129,32 @@ def level_summary(card, scale: str = "paper"):
     return wide.fillna("").reset_index().rename_axis(columns=None)
 
 
-def _direction(lo: float, hi: float) -> str:
-    """'rises' (95% interval above 0), 'falls' (below 0) or 'unclear' (includes 0, or no interval)."""
-    return "rises" if lo > 0 else "falls" if hi < 0 else "unclear"
+def lr_trend(runs, col: str) -> dict:
+    """One measure's trend over `runs` (one cell's scored runs): its per-LR mean at the lowest and the
+    highest LR, Spearman(LR, measure) with its seed-bootstrap 95% interval, and its direction: "rises"
+    (interval above 0), "falls" (below 0) or "unclear" (includes 0, or no interval)."""
+    ok = runs[runs[col].notna()] if col in runs else runs.iloc[:0]
+    means = ok.groupby("lr")[col].mean() if len(ok) else None
+    lo, hi = bootstrap_spearman(ok, col) if len(ok) else (np.nan, np.nan)
+    return {"at_lowest_lr": means.iloc[0] if means is not None else np.nan,
+            "at_highest_lr": means.iloc[-1] if means is not None else np.nan,
+            "spearman": spearman(ok.lr, ok[col]) if len(ok) else np.nan, "ci_low": lo, "ci_high": hi,
+            "direction": "rises" if lo > 0 else "falls" if hi < 0 else "unclear"}
+
+
+def lr_trends(runs, metrics):
+    """`lr_trend` of each of `metrics` per cell and scale of `runs`, over the cell's scored runs
+    (`selection.scored_runs`): one row per cell, scale and measure stored by at least one of them."""
+    import pandas as pd
+
+    rows = []
+    for (d, m, s), cell in (runs.groupby(["dataset", "model", "scale"], sort=False) if len(runs) else ()):
+        ok = scored_runs(cell)
+        for col in metrics:
+            if col in ok and ok[col].notna().any():
+                rows.append({"dataset": d, "model": m, "scale": s, "measure": col,
+                             "runs": int(ok[col].notna().sum()), **lr_trend(ok, col)})
+    return pd.DataFrame(rows)
 
 
 def attribution_agreement(runs, datasets=FIG8_DATASETS):
@@ -154,11 +177,7 @@ def attribution_agreement(runs, datasets=FIG8_DATASETS):
         ok = ok[ok.attr_core.notna()]
         row = {"dataset": d, "model": m, "scale": s, "runs": len(ok), "lrs": ok.lr.nunique()}
         for col in CSI_ATTRIBUTION_METRICS:
-            lo, hi = bootstrap_spearman(ok, col)
-            means = ok.groupby("lr")[col].mean()
-            row.update({f"{col}_at_lowest_lr": means.iloc[0], f"{col}_at_highest_lr": means.iloc[-1],
-                        f"{col}_spearman": spearman(ok.lr, ok[col]), f"{col}_ci_low": lo, f"{col}_ci_high": hi,
-                        f"{col}_direction": _direction(lo, hi)})
+            row.update({f"{col}_{k}": v for k, v in lr_trend(ok, col).items()})
         core = row["attr_core_direction"]
         for col in CSI_ATTRIBUTION_METRICS[:-1]:
             own = row[f"{col}_direction"]

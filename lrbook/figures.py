@@ -15,7 +15,7 @@ from .selection import (cells_with_scored_runs, cell_scales, low_high_records, p
                         scored_metrics, scored_runs, seed_records, select_runs, stored_cells, traced_lrs, with_logging)
 from .stats import bootstrap_spearman, spearman
 from .tables import comparison_table, format_summary, lr_summary
-from .vocabulary import (CSI_ATTRIBUTION_METRICS, EXACT_FOREGROUND, LR_EFFECT_METRICS, METRIC_LABELS, PRUNABILITY_READINGS, REPRESENTATION_METRICS,
+from .vocabulary import (COMPRESSIBILITY_MEASURES, CSI_ATTRIBUTION_METRICS, EXACT_FOREGROUND, LR_EFFECT_METRICS, METRIC_LABELS, PRUNABILITY_READINGS, REPRESENTATION_METRICS,
                          SELECTIVITY_CHECKS, cell_title)
 
 
@@ -207,6 +207,32 @@ def attribution_maps(store, runs, cell) -> Figure:
                                    f"inputs (columns) at the lowest and highest LR (rows), seed {lo['config']['seed']}",
                                    sub)
     return Figure(caption, arrays or None, plot_attribution_maps if arrays else None, notes, tables, sub)
+
+
+def compressibility_measures(runs, cells) -> Figure:
+    """Fig. 26 (supplement C): activation compressibility beside the paper's alternative measures of
+    compressibility (activation sparsity, PQ-index, parameter compressibility) against LR, one panel
+    per cell of `cells` with runs in `runs` (already selected); the table marks each measure's trend
+    ✓ (rises with LR, as the paper finds), ✗ (falls) or ? (unclear), with its Spearman correlation."""
+    import pandas as pd
+
+    from .compare import lr_trends
+    from .tables import spearman_text
+
+    fig = lr_effect_panels(runs, cells, COMPRESSIBILITY_MEASURES, "Fig. 26",
+                           "activation compressibility and (the paper's alternatives) activation sparsity, "
+                           "PQ-index and parameter compressibility against LR")
+    if fig.plot is None:
+        return fig
+    marks = {"rises": "✓", "falls": "✗", "unclear": "?"}
+    rows = {}
+    for r in lr_trends(fig.runs, COMPRESSIBILITY_MEASURES).itertuples():
+        row = rows.setdefault((r.dataset, r.model, r.scale), {"cell": cell_title(r.dataset, r.model), "scale": r.scale})
+        row["runs"] = max(row.get("runs", 0), r.runs)
+        row[METRIC_LABELS[r.measure]] = f"{marks[r.direction]} {spearman_text(r.spearman, r.ci_low, r.ci_high)}"
+    fig.tables = {"Spearman correlation with LR [95% seed-bootstrap interval]; ✓ rises, ✗ falls, ? unclear":
+                  pd.DataFrame(list(rows.values())).fillna("—")}
+    return fig
 
 
 def csi_attribution(runs) -> Figure:

@@ -14,7 +14,9 @@ COLORS = {"test_acc": "#1f77b4", "prunability": "#d62728", "act_compressibility"
           "core": "#2ca02c", "spurious": "#d62728", "noise": "#7f7f7f",
           # page 05's panels (`vocabulary.ATTRIBUTION_METRICS`, `PATCH_METRICS`): a colour of their own each
           "test_ba_minus_bc": "#e377c2", "attr_patch": "#17becf", "bsi": "#bcbd22", "attr_entropy": "#8c564b",
-          "attr_background": "#7f7f7f", "csi_minus_bsi": "#393b79", "attr_core": "#2ca02c"}
+          "attr_background": "#7f7f7f", "csi_minus_bsi": "#393b79", "attr_core": "#2ca02c",
+          # Fig. 26's alternative compressibility measures, beside act. compressibility
+          "act_sparsity": "#17becf", "act_pq_index": "#e377c2", "param_compressibility": "#8c564b"}
 
 
 def _say_why_empty(ax, text: str, title=None):

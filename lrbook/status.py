@@ -30,6 +30,26 @@ class PaperItem:
     judge: Callable | None = None  # verdict of a claim other than a Table S1 trend: runs -> (verdict, note)
 
 
+def compressibility_verdict(runs) -> tuple[str, str]:
+    """Fig. 26's claim, that the alternative measures of compressibility rise with LR as activation
+    compressibility does, on the cells of `runs`, as page 02 marks it (`compare.lr_trends`)."""
+    from .compare import lr_trends
+    from .vocabulary import COMPRESSIBILITY_MEASURES, METRIC_LABELS
+
+    trends = lr_trends(runs, COMPRESSIBILITY_MEASURES)
+    if trends.empty:
+        return "not scored", "no run stores these measures"
+    kinds = set(trends.direction)
+    verdict_ = {frozenset({"rises"}): "agrees", frozenset({"falls"}): "disagrees",
+                frozenset({"unclear"}): "unclear"}.get(frozenset(kinds), "partly")
+    if verdict_ == "agrees":
+        return verdict_, f"all {trends.measure.nunique()} measures rise with LR"
+    words = {"falls": "falls with LR", "unclear": "has no clear trend"}
+    return verdict_, "; ".join(f"{METRIC_LABELS[r.measure]} {words[r.direction]} on "
+                               f"{_cell_name(r.dataset, r.model, r.scale)}"
+                               for r in trends.itertuples() if r.direction != "rises")
+
+
 def attribution_verdict(runs) -> tuple[str, str]:
     """Fig. 27's claim, that CSI follows the core attribution share with LR, on the cells of `runs`
     (each at the scale the book shows it), as page 02 judges it (`compare.attribution_agreement`)."""
@@ -98,9 +118,8 @@ PAPER_ITEMS = (
     PaperItem("Fig. 17", "Not referred to in the paper's text", "", undescribed=True),
     PaperItem("Fig. 23-25, 29, 30", "Robustness checks: step decay, Adam, longer training, PSGD/WSD, soups",
               "07 robustness checks", planned="section 07 is not built yet"),
-    PaperItem("Fig. 26", "Other compressibility measures (sparsity, PQ-index) vs LR", "07 robustness checks",
-              planned="the runs store act. sparsity, PQ-index and parameter compressibility; section 07, "
-                      "which would plot them, is not built yet"),
+    PaperItem("Fig. 26", "Other compressibility measures (sparsity, PQ-index, parameters) vs LR", "02 semi-synthetic",
+              (("colored_mnist", "resnet18"),), judge=compressibility_verdict),
     PaperItem("Fig. 27", "Double MNIST: avg. CSI beside the attribution share on the core half, vs LR",
               "02 semi-synthetic", tuple(("double_mnist", m) for m in MODELS), judge=attribution_verdict),
     PaperItem("Fig. 28", "Not referred to in the paper's text", "", undescribed=True),

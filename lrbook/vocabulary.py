@@ -121,6 +121,10 @@ REPRESENTATION_METRICS = ("csi", "class_separation")  # Fig. 5
 # and the scorecard show BSI and CSI - BSI beside it (a shift from spurious to core features raises
 # CSI - BSI). `store.records_to_frame` derives `csi_minus_bsi`.
 SELECTIVITY_CHECKS = ("bsi", "csi_minus_bsi")
+# Fig. 26 (supplement C): "alternative choices to characterize parameter and representation
+# compressibility, such as [kappa-compressibility], sparsity, and the recently proposed PQ-Index
+# produce qualitatively identical results" (Colored MNIST / ResNet18 in the paper).
+COMPRESSIBILITY_MEASURES = ("act_compressibility", "act_sparsity", "act_pq_index", "param_compressibility")
 # Fig. 27 (supplement D): where core and spurious features sit in separate input regions
 # (`FIG8_DATASETS`), the paper checks CSI against the share of input attribution on the core region.
 CSI_ATTRIBUTION_METRICS = ("csi", "csi_minus_bsi", "attr_core")

@@ -20,7 +20,8 @@
 #
 # **Paper:** Sec. 5, Fig. 4 and 16 (unbiased accuracy, prunability, activation compressibility vs
 # LR), Fig. 5 (class selectivity and class separation vs LR), Fig. 21/22 (accuracy vs pruning
-# ratio), Fig. 27 (CSI beside the attribution share on the core digit), Table S1 (value ranges).
+# ratio), Fig. 26 (other measures of compressibility), Fig. 27 (CSI beside the attribution share
+# on the core digit), Table S1 (value ranges).
 # **Claim:** across Colored MNIST, Double MNIST, MNIST-CIFAR and Corrupted CIFAR-10 and across FCN,
 # CNN, ResNet18, ResNet50 and Wide-ResNet-101-2, a larger LR raises unbiased test accuracy,
 # prunability and activation compressibility together, along with core-feature utilisation (CSI)
@@ -66,8 +67,8 @@ from lrbook.book import lrs_to_train, show, show_table, train_missing
 from lrbook.compare import level_summary, scorecard, trend_summary
 from lrbook.config import check_names
 from lrbook.data import require_data
-from lrbook.figures import (attribution_maps, cell_tables, cells_without_runs, csi_attribution, lr_effect_panels,
-                            pruning_curves)
+from lrbook.figures import (attribution_maps, cell_tables, cells_without_runs, compressibility_measures,
+                            csi_attribution, lr_effect_panels, pruning_curves)
 from lrbook.paper import paper_lr_grid
 from lrbook.selection import select_runs, stored_cells
 from lrbook.vocabulary import (FIG8_DATASETS, LR_EFFECT_METRICS, MODELS, REPRESENTATION_METRICS, SELECTIVITY_CHECKS,
@@ -112,6 +113,19 @@ show(lr_effect_panels(runs, CELLS, LR_EFFECT_METRICS, "Fig. 4, 16",
 missing = cells_without_runs(CELLS, runs)
 if len(missing):
     show_table(missing, "**Cells without stored runs** (paper reference values only, not results of ours):")
+
+# %% [markdown]
+# ## Other measures of compressibility (Fig. 26)
+# Fig. 4 measures compressibility by prunability (of the network) and kappa-compressibility (of the
+# penultimate activations). The paper reports that the alternatives give "qualitatively identical
+# results" (supplement C, Fig. 26, on Colored MNIST / ResNet18): the share of exact zeros among the
+# activations (activation sparsity), their PQ-index (Diao et al. 2023), and kappa-compressibility of
+# the weights (parameter compressibility); {ref}`definitions-metrics` defines each. Every run records
+# all four. Below, per cell, they are plotted against LR (normalised), and the table gives each one's
+# Spearman correlation with LR.
+
+# %% tags=["hide-input"]
+show(compressibility_measures(runs, CELLS))
 
 # %% [markdown]
 # ## Representations (Fig. 5)

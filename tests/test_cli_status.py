@@ -452,3 +452,19 @@ def test_fig27_verdict_says_whether_csi_follows_the_core_attribution_share(tmp_s
     assert fig27["verdict_note"] == (f"Double MNIST/FCN (smoke): avg. CSI "
                                      f"{'follows' if core_sign > 0 else 'goes against'} the core attribution share "
                                      f"(Spearman over runs {core_sign:+.2f})")
+
+
+@pytest.mark.parametrize("param_sign, expected, note", [
+    (1, "agrees", "all 4 measures rise with LR"),
+    (-1, "partly", "Param. compressibility falls with LR on Colored MNIST/ResNet18 (smoke)")])
+def test_fig26_verdict_says_which_compressibility_measures_rise(tmp_store, param_sign, expected, note):
+    for lr in LRS[:3]:
+        for s in (0, 1):
+            cfg = make_config("colored_mnist", "resnet18", lr=lr, seed=s, scale="smoke")
+            up = lr + 0.001 * s
+            tmp_store.put({"run_id": cfg.run_id, "config": cfg.to_dict(), "status": "converged", "epochs": 5,
+                           "metrics": {"test_acc": 0.5, "train_acc": 1.0, "act_compressibility": up,
+                                       "act_sparsity": up, "act_pq_index": up,
+                                       "param_compressibility": 0.5 + param_sign * up}})
+    fig26 = by_item(status_table(tmp_store))["Fig. 26"]
+    assert (fig26["status"], fig26["verdict"], fig26["verdict_note"]) == ("partial", expected, note)

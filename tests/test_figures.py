@@ -157,11 +157,11 @@ def test_every_metric_drawn_in_one_panel_has_a_colour_of_its_own():
     """Each page's LR-effect panels draw one of these groups; a metric without a colour took
     matplotlib's next default, which could repeat another line's colour in the same panel."""
     from lrbook.plots import COLORS
-    from lrbook.vocabulary import (ATTRIBUTION_METRICS, CSI_ATTRIBUTION_METRICS, LR_EFFECT_METRICS, PATCH_METRICS,
-                                   REPRESENTATION_METRICS, SELECTIVITY_CHECKS)
+    from lrbook.vocabulary import (ATTRIBUTION_METRICS, COMPRESSIBILITY_MEASURES, CSI_ATTRIBUTION_METRICS,
+                                   LR_EFFECT_METRICS, PATCH_METRICS, REPRESENTATION_METRICS, SELECTIVITY_CHECKS)
 
     for group in (LR_EFFECT_METRICS, REPRESENTATION_METRICS + SELECTIVITY_CHECKS, ATTRIBUTION_METRICS, PATCH_METRICS,
-                  LR_EFFECT_METRICS + REPRESENTATION_METRICS, CSI_ATTRIBUTION_METRICS):
+                  LR_EFFECT_METRICS + REPRESENTATION_METRICS, CSI_ATTRIBUTION_METRICS, COMPRESSIBILITY_MEASURES):
         assert all(m in COLORS for m in group), group
         assert len({COLORS[m] for m in group}) == len(group), group
 
@@ -222,3 +222,25 @@ def test_csi_attribution_says_whether_each_index_goes_the_core_shares_way(tmp_pa
     only_colored = select_runs(s.to_frame(), ("colored_mnist", "fcn"))
     assert compare.attribution_agreement(only_colored).empty
     assert figures.csi_attribution(only_colored).plot is None
+
+
+def test_compressibility_measures_mark_each_measures_trend(tmp_path):
+    """Fig. 26 on a hand-built store: 3 LRs x 2 seeds of one cell; three measures rise with LR,
+    parameter compressibility falls, and the diverged run takes no part."""
+    s = ResultStore(tmp_path / "store")
+    for lr in (0.01, 0.1, 0.3):
+        for seed in (0, 1):
+            put(s, "colored_mnist", "resnet18", lr, seed, act_sparsity=lr + 0.001 * seed,
+                act_pq_index=0.1 + lr + 0.001 * seed, param_compressibility=0.5 - lr - 0.001 * seed)
+    put(s, "colored_mnist", "resnet18", 0.5, 0, status="diverged")
+    runs = select_runs(s.to_frame())
+    fig = figures.compressibility_measures(runs, [("colored_mnist", "resnet18"), ("double_mnist", "fcn")])
+    assert fig.caption.startswith("**Fig. 26:**") and "left out: 1 diverged" in fig.caption
+    row = next(iter(fig.tables.values())).iloc[0]
+    assert (row.cell, row.scale, row.runs) == ("Colored MNIST / ResNet18", "smoke", 6)
+    rho = 16 / (16 * 17.5) ** 0.5  # LR ranks 1.5, 1.5, 3.5, 3.5, 5.5, 5.5 against ranks 1..6
+    assert row["Act. sparsity"].startswith(f"✓ +{rho:.2f} [")
+    assert row["Param. compressibility"].startswith(f"✗ -{rho:.2f} [")
+    assert row["Act. compressibility"].startswith("✓ +1.00 [")  # put(): 2 x LR, tied within an LR
+    assert len(fig.plot(fig.data).axes) == 1
+    assert figures.compressibility_measures(runs, [("double_mnist", "fcn")]).plot is None

@@ -95,7 +95,8 @@ def test_semisynthetic_notebook_trains_a_cell_then_renders_its_figures(tmp_path,
     assert "3 trained" in text and "Scale `smoke`: 3 runs" in text
     assert "under-trained, so left out of the comparison" in text
     assert "share of attribution on the spurious region" in text
-    assert text.count("image/png") == 5  # Fig. 4, 5, 21/22, the attribution maps and Fig. 27
+    assert text.count("image/png") == 6  # Fig. 4, 26, 5, 21/22, the attribution maps and Fig. 27
+    assert "**Fig. 26:**" in text
     assert "**Fig. 27:**" in text and "follows the core share" in text
     assert "with 12 Axes" in text  # the maps: 2 LRs (0.3 and 0.5, not the under-trained 0.05) x 6 inputs
     assert "No cell has `paper`-scale runs, so no level is set against Table S1" in text
