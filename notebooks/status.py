@@ -48,7 +48,11 @@
 # Sec. 5's items test a different claim, that LR is the most consistent intervention: their verdict is
 # page 04's for each cell with runs of an intervention (**agrees** when, in every such cell, no other
 # intervention raises more of unbiased accuracy, prunability and CSI than LR does; **disagrees** when
-# one does in every cell; **partly** when the cells differ).
+# one does in every cell; **partly** when the cells differ). Two supplement figures test claims of
+# their own, judged as page 02 judges them: Fig. 26, that the alternative compressibility measures
+# rise with LR as activation compressibility does (**agrees** when every measure rises), and Fig. 27,
+# that CSI goes the way of the attribution share on the core digit (**agrees** when it does in
+# every cell).
 #
 # A complete item can agree only partly (more seeds narrow the intervals), and a partial one can
 # already agree on the cells it has.
