@@ -205,7 +205,7 @@ def train_streamed(cfg: RunConfig, store=None, data_root=None, device="auto", nu
 def _run(cfg, store, data_root, device, num_workers, progress, checkpoint_epochs, launch, image_size,
          per_process_batch, started, claimed=False):
     from .checkpoint import TrainingCheckpoint, checkpoint_dir, checkpoint_every
-    from .experiment import segment_provenance
+    from .experiment import provenance, segment_provenance
 
     lead, world = launch.rank == 0, launch.world_size
     decision = ("train", None)
@@ -223,12 +223,12 @@ def _run(cfg, store, data_root, device, num_workers, progress, checkpoint_epochs
                                   f"{store.lock_path(cfg.run_id) if store is not None else '?'}); it is stored "
                                   "when that process finishes, and taken over if its heartbeat stops")
     try:
-        resume = None
+        resume, start_provenance = None, provenance(device) if lead else None
         if lead and store is not None:
             resume = TrainingCheckpoint(cfg, checkpoint_dir(store.root), every=checkpoint_every(checkpoint_epochs),
-                                        segment=segment_provenance(device, started))
+                                        segment=segment_provenance(start_provenance, started))
         record = _train_and_evaluate(cfg, store, data_root, device, num_workers, progress, launch, image_size,
-                                     per_process_batch, started, resume)
+                                     per_process_batch, started, start_provenance, resume)
         if lead and store is not None:
             store.put(record)
             resume.remove()
@@ -239,7 +239,7 @@ def _run(cfg, store, data_root, device, num_workers, progress, checkpoint_epochs
 
 
 def _train_and_evaluate(cfg, store, data_root, device, num_workers, progress, launch, image_size,
-                        per_process_batch, started, resume) -> dict | None:
+                        per_process_batch, started, start_provenance, resume) -> dict | None:
     """Train, evaluate and build the record (rank 0; None on the other ranks); writes weights and
     artefacts but not the record."""
     from torch.nn.parallel import DistributedDataParallel
@@ -351,7 +351,8 @@ def _train_and_evaluate(cfg, store, data_root, device, num_workers, progress, la
         metrics, eval_curves, artefacts = evaluate(plain, probe, cfg)
         metrics["probe_test_acc"] = metrics["test_acc"]
         metrics["test_acc"] = test_acc
-    record = name_segments(make_record(cfg, probe, outcome, metrics, eval_curves, device, started, artefacts), resume)
+    record = name_segments(make_record(cfg, probe, outcome, metrics, eval_curves, start_provenance, started, artefacts),
+                          resume)
     record["num_classes"] = n_classes
     record["dataset_size"] = {"train": len(train_set), "val": len(val_set)}
     record["provenance"].update(world_size=world, launcher=launch.launcher, per_process_batch_size=per_process_batch,

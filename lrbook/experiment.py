@@ -149,9 +149,9 @@ def provenance(device: torch.device) -> dict:
             "platform": platform.platform(), "argv": sys.argv[:1], "numerics": numerics}
 
 
-def segment_provenance(device: torch.device, started: dt.datetime) -> dict:
-    """What trains the epochs this process adds to a run (`TrainingCheckpoint.segment`)."""
-    prov = provenance(device)
+def segment_provenance(prov: dict, started: dt.datetime) -> dict:
+    """What trains the epochs this process adds to a run (`TrainingCheckpoint.segment`), from the
+    `provenance` read when the process started."""
     return {"started": started.isoformat(timespec="seconds"), "device": prov["device"],
             "git_commit": prov["git_commit"], "git_dirty": prov["git_dirty"], "torch": prov["versions"]["torch"],
             "numerics": prov["numerics"]}
@@ -174,9 +174,11 @@ def _segmenter_provenance(cfg: RunConfig) -> dict:
     return {"segmenter": segmenter_name()}
 
 
-def make_record(cfg: RunConfig, data, outcome, metrics: dict | None, eval_curves: dict, device: torch.device,
+def make_record(cfg: RunConfig, data, outcome, metrics: dict | None, eval_curves: dict, start_provenance: dict,
                 started: dt.datetime, artefacts: dict | None = None) -> dict:
-    """The stored record of one finished run (shared by single and packed training)."""
+    """The stored record of one finished run (shared by single and packed training).
+    `start_provenance` is `provenance(device)` read when the run started, so the record names the
+    code that trained it even when the checkout moved on while it trained."""
     if metrics is not None:
         if data.has_bias:
             metrics["max_bc_loss_ratio"] = outcome.max_bc_loss_ratio
@@ -199,7 +201,7 @@ def make_record(cfg: RunConfig, data, outcome, metrics: dict | None, eval_curves
         "curves": {"per_epoch": outcome.curves, **eval_curves},
         "attribution_trace": outcome.attribution_trace,
         "artefacts": sorted(artefacts or {}),
-        "provenance": {**provenance(device), **_segmenter_provenance(cfg),
+        "provenance": {**start_provenance, **_segmenter_provenance(cfg),
                        "started": started.isoformat(timespec="seconds"),
                        "finished": finished.isoformat(timespec="seconds"),
                        "seconds": round((finished - started).total_seconds(), 2),
@@ -224,21 +226,22 @@ def run_experiment(cfg: RunConfig, store: ResultStore | None = None, device="aut
 
         require_configured_segmenter()
     device = resolve_device(device)
-    started = dt.datetime.now(dt.timezone.utc)
+    started, start_provenance = dt.datetime.now(dt.timezone.utc), provenance(device)
     data = dataset_for(cfg, root=data_root).to(device)
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, data.input_shape, data.num_classes, **cfg.model_params).to(device)
     resume = None
     if store is not None:
         resume = TrainingCheckpoint(cfg, checkpoint_dir(store.root), every=checkpoint_every(checkpoint_epochs),
-                                    segment=segment_provenance(device, started))
+                                    segment=segment_provenance(start_provenance, started))
     outcome = train(model, data, cfg, device=device, progress=progress, checkpoint=resume)
     if store is not None:
         save_weights(model, cfg, store.root)
     metrics, eval_curves, artefacts = (None, {}, {}) if outcome.status == "diverged" else evaluate(model, data, cfg)
     if outcome.unit_trace is not None:
         artefacts["unit_trace"] = outcome.unit_trace
-    record = name_segments(make_record(cfg, data, outcome, metrics, eval_curves, device, started, artefacts), resume)
+    record = name_segments(make_record(cfg, data, outcome, metrics, eval_curves, start_provenance, started,
+                                       artefacts), resume)
     if store is not None:
         save_artefacts(store, cfg.run_id, artefacts)
         store.put(record)

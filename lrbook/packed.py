@@ -290,13 +290,13 @@ def train_packed(configs, data, device="cpu", progress: bool = False) -> list[tu
 # -------------------------------------------------------------------------------------- sweeps
 
 
-def _record(cfg: RunConfig, data, model, outcome: TrainOutcome, device: torch.device, started, pack_size: int):
+def _record(cfg: RunConfig, data, model, outcome: TrainOutcome, start_provenance: dict, started, pack_size: int):
     """The record `experiment.run_experiment` writes, for a packed run (plus the pack size; train and
     wall seconds are shared by the whole pack)."""
     from .experiment import evaluate, make_record
 
     metrics, eval_curves, artefacts = (None, {}, {}) if outcome.status == "diverged" else evaluate(model, data, cfg)
-    record = make_record(cfg, data, outcome, metrics, eval_curves, device, started, artefacts)
+    record = make_record(cfg, data, outcome, metrics, eval_curves, start_provenance, started, artefacts)
     record["provenance"]["pack_size"] = pack_size
     return record, artefacts
 
@@ -308,7 +308,7 @@ def run_packed(configs, store=None, device="auto", data_root=None, pack: int = 1
     claimed in the store first (`lrbook.sweep`'s core), so concurrent sweeps never train it twice.
     Returns a `SweepReport`; Ctrl-C or SIGTERM releases every claim and raises `SweepInterrupted`."""
     from .data import dataset_for
-    from .experiment import save_artefacts
+    from .experiment import provenance, save_artefacts
     from .claims import ClaimBlocked
     from .store import ResultStore
     from .sweep import SweepInterrupted, _sigterm_unwinds, _Stop, finish, plan, run_one
@@ -340,11 +340,12 @@ def run_packed(configs, store=None, device="auto", data_root=None, pack: int = 1
                     try:
                         if data is None:
                             data = dataset_for(chunk[0], root=data_root).to(device)
-                        started = dt.datetime.now(dt.timezone.utc)
+                        started, start_provenance = dt.datetime.now(dt.timezone.utc), provenance(device)
                         trainer = PackedTrainer(chunk, data, device, progress)
                         for i, model, outcome in trainer.run():
                             cfg = chunk[i]
-                            record, artefacts = _record(cfg, data, model, outcome, device, started, len(chunk))
+                            record, artefacts = _record(cfg, data, model, outcome, start_provenance, started,
+                                                         len(chunk))
                             save_artefacts(store, cfg.run_id, artefacts)
                             store.put(record)
                             store.release(cfg.run_id)

@@ -88,6 +88,19 @@ def test_a_resumed_run_keeps_its_unit_trace(tmp_path, monkeypatch, mnist_root):
     assert x.keys() == y.keys() and all(np.array_equal(x[k], y[k], equal_nan=True) for k in x)
 
 
+def test_a_record_names_the_commit_its_run_started_at(tmp_path, monkeypatch):
+    """The checkout may move on while a long run trains: the record names the code it started with."""
+    import lrbook.experiment as experiment
+
+    commits = iter(["start", "later", "later", "later"])
+    real = experiment.provenance
+    monkeypatch.setattr(experiment, "provenance", lambda device: {**real(device), "git_commit": next(commits)})
+    cfg = make_config("parity", lr=0.01, scale="smoke", max_epochs=2, dataset_params=dict(n_train=200))
+    record = run_experiment(cfg, store=ResultStore(tmp_path), checkpoint_epochs=1)
+    assert record["provenance"]["git_commit"] == "start"
+    assert ResultStore(tmp_path).get(cfg.run_id)["provenance"]["git_commit"] == "start"
+
+
 def test_a_training_state_of_another_config_is_refused(tmp_path):
     a = make_config("parity", lr=0.01, scale="smoke")
     b = make_config("parity", lr=0.02, scale="smoke")

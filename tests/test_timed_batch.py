@@ -1,0 +1,54 @@
+"""tools/timed_batch.sh: a queue of commands under one budget, then the store's new files packed
+(for a device call with a hard time limit; see the README's "Training on a lent GPU")."""
+from __future__ import annotations
+
+import os
+import subprocess
+import tarfile
+import time
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[1] / "tools" / "timed_batch.sh"
+
+
+def _batch(tmp_path, budget, lines, reserve=1):
+    store, out = tmp_path / "store", tmp_path / "out"
+    (store / "runs").mkdir(parents=True)
+    (store / "runs" / "old.json").write_text("{}")
+    old = time.time() - 60
+    os.utime(store / "runs" / "old.json", (old, old))
+    queue = tmp_path / "queue.txt"
+    queue.write_text("\n".join(lines) + "\n")
+    env = {**os.environ, "LRBOOK_STORE": str(store), "LRBOOK_BATCH_RESERVE": str(reserve)}
+    began = time.monotonic()
+    proc = subprocess.run(["bash", str(SCRIPT), str(budget), str(out), str(queue)], env=env,
+                          capture_output=True, text=True, timeout=120)
+    return proc, time.monotonic() - began, store, out
+
+
+def test_a_command_past_the_budget_is_stopped_and_what_was_stored_is_packed(tmp_path):
+    proc, seconds, store, out = _batch(tmp_path, 4, [
+        "# a comment",
+        'echo "{\\"run\\": 1}" > "$LRBOOK_STORE/runs/new.json"; touch "$LRBOOK_STORE/runs/new.lock"',
+        'mkdir -p "$LRBOOK_STORE/artefacts/new" && echo x > "$LRBOOK_STORE/artefacts/new/maps.npz"',
+        "trap 'echo got-term >&2; exit 143' TERM; sleep 100 & wait",
+        "echo never-run",
+    ])
+    assert seconds < 20, "the sleeping command was stopped at the budget"
+    assert proc.returncode == 124, proc.stderr
+    assert "got-term" in proc.stderr and "no time left for: echo never-run" in proc.stderr
+    assert "never-run" not in proc.stdout
+    listed = (out / "new-files.txt").read_text().split()
+    assert listed == ["artefacts/new/maps.npz", "runs/new.json"], "new files only, no claim files"
+    with tarfile.open(out / "results-new.tar.gz") as tar:
+        assert sorted(tar.getnames()) == listed
+        assert tar.extractfile("runs/new.json").read() == b'{"run": 1}\n'
+
+
+def test_a_queue_that_fits_exits_zero_and_bad_arguments_fail_at_once(tmp_path):
+    proc, _, _, out = _batch(tmp_path, 60, ["true", "echo done"])
+    assert proc.returncode == 0 and proc.stdout == "done\n"
+    assert (out / "new-files.txt").read_text() == ""
+    bad = subprocess.run(["bash", str(SCRIPT), "ten", str(tmp_path), str(tmp_path / "q")], capture_output=True,
+                         text=True)
+    assert bad.returncode == 2 and "whole number of seconds" in bad.stderr
