@@ -70,7 +70,8 @@ def main(argv=None) -> int:
         return 1
 
 
-def _main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line's parser (`status`, `sweep`, `reevaluate`)."""
     parser = _Parser(prog="lrbook", description=__doc__)
     parser.add_argument("--store", help="results store (default: $LRBOOK_STORE or the checkout's results/)")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -125,7 +126,11 @@ def _main(argv=None) -> int:
     rev.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     rev.add_argument("--data-root", default=None,
                     help="folder holding MNIST/raw/ and cifar-10-batches-py/ (default: $LRBOOK_DATA or ./data)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def _main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
 
     from .store import ResultStore
 
@@ -159,9 +164,7 @@ def _main(argv=None) -> int:
     if args.command == "reevaluate":
         return _reevaluate(store, args)
     if args.command == "sweep":
-        speed = dict(precision=args.precision, channels_last=args.channels_last, compile=args.compile is not None,
-                     compile_mode=args.compile or "default")
-        configs = _sweep_configs(args, speed)
+        configs = sweep_configs(args)
         if args.ray in (None, "local"):  # a Ray cluster's workers have their own devices and data
             from .data import require_data
 
@@ -188,10 +191,13 @@ def _main(argv=None) -> int:
     return 1
 
 
-def _sweep_configs(args, speed) -> list:
-    """The runs `lrbook sweep` asks for: an LR x seed grid, or one intervention's values x seeds."""
+def sweep_configs(args) -> list:
+    """The runs `lrbook sweep` asks for (its parsed arguments): an LR x seed grid, or one
+    intervention's values x seeds."""
     from .config import grid
 
+    speed = dict(precision=args.precision, channels_last=args.channels_last, compile=args.compile is not None,
+                 compile_mode=args.compile or "default")
     if args.intervention is None:
         if not args.lrs:
             raise ConfigError("sweep: give --lrs, or --intervention NAME to vary another hyperparameter")

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import tarfile
 import time
 from pathlib import Path
 
 SCRIPT = Path(__file__).resolve().parents[1] / "tools" / "timed_batch.sh"
+PAPER_GPU_QUEUE = Path(__file__).resolve().parents[1] / "tools" / "paper_gpu_queue.txt"
 
 
 def _batch(tmp_path, budget, lines, reserve=1):
@@ -52,3 +54,29 @@ def test_a_queue_that_fits_exits_zero_and_bad_arguments_fail_at_once(tmp_path):
     bad = subprocess.run(["bash", str(SCRIPT), "ten", str(tmp_path), str(tmp_path / "q")], capture_output=True,
                          text=True)
     assert bad.returncode == 2 and "whole number of seconds" in bad.stderr
+
+
+def test_every_line_of_the_paper_gpu_queue_is_a_valid_gpu_command_within_table_s1():
+    from lrbook.__main__ import build_parser, sweep_configs
+    from lrbook.paper import paper_row
+
+    lines = [line for line in PAPER_GPU_QUEUE.read_text().splitlines() if line.strip() and not line.startswith("#")]
+    parser, commands = build_parser(), set()
+    for line in lines:
+        words = shlex.split(line)
+        assert words[:3] == ["python", "-m", "lrbook"], line
+        args = parser.parse_args(words[3:])
+        assert args.device == "cuda", line
+        commands.add(args.command)
+        if args.command == "reevaluate":
+            assert args.retrain and args.missing == ["prunability_global"], line
+            continue
+        configs = sweep_configs(args)
+        assert len(configs) >= 9 and {c.scale for c in configs} == {"paper"}, line
+        assert {c.precision for c in configs} == {"fp32"} and not any(c.compile for c in configs), line
+        if args.lrs:  # an LR grid within the cell's Table S1 range, reaching its low end
+            ref = paper_row(args.dataset, args.model)
+            assert min(args.lrs) == ref.lr_min and max(args.lrs) <= ref.lr_max, line
+            if args.model != "fcn":  # the FCN's line only adds what lies below the stored LRs
+                assert max(args.lrs) == ref.lr_max, line
+    assert commands == {"sweep", "reevaluate"}
