@@ -80,3 +80,53 @@ def test_every_line_of_the_paper_gpu_queue_is_a_valid_gpu_command_within_table_s
             if args.model != "fcn":  # the FCN's line only adds what lies below the stored LRs
                 assert max(args.lrs) == ref.lr_max, line
     assert commands == {"sweep", "reevaluate"}
+
+
+BUNDLE = Path(__file__).resolve().parents[1] / "tools" / "offline_bundle.sh"
+OFFLINE_RUN = Path(__file__).resolve().parents[1] / "tools" / "offline_run.sh"
+
+
+def test_an_offline_bundle_carries_data_and_packages_that_the_queue_then_finds(tmp_path):
+    import sys
+
+    raw = tmp_path / "root" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    (raw / "train-labels-idx1-ubyte").write_bytes(bytes(range(256)) * 3)
+    (raw / "train-labels-idx1-ubyte.gz").write_bytes(b"torchvision's download, not bundled")
+    env = {**os.environ, "LRBOOK_DATA": str(tmp_path / "root"), "PYTHON": sys.executable,
+           "LRBOOK_BUNDLE_PACKAGES": "captum"}
+    bundle = tmp_path / "bundle"
+    made = subprocess.run(["bash", str(BUNDLE), str(bundle)], env=env, capture_output=True, text=True, timeout=60)
+    assert made.returncode == 0, made.stderr
+    assert sorted(p.name for p in (bundle / "data" / "MNIST" / "raw").iterdir()) == ["train-labels-idx1-ubyte.gz"]
+    assert (bundle / "site" / "captum" / "attr" / "__init__.py").is_file()
+    assert not list(bundle.rglob("__pycache__"))
+
+    store = tmp_path / "store"
+    queue = tmp_path / "queue.txt"
+    queue.write_text(f'{shlex.quote(sys.executable)} -c "import captum, os; print(captum.__file__); '
+                     f'print(os.environ[\'LRBOOK_DATA\'])"\n')
+    run_env = {**os.environ, "LRBOOK_STORE": str(store), "TMPDIR": str(tmp_path / "device-tmp")}
+    run_env.pop("LRBOOK_DATA", None)
+    (tmp_path / "device-tmp").mkdir()
+    ran = subprocess.run(["bash", str(OFFLINE_RUN), str(bundle), "60", str(tmp_path / "out"), str(queue)],
+                         env=run_env, capture_output=True, text=True, timeout=120)
+    assert ran.returncode == 0, ran.stderr
+    captum_file, data_root = ran.stdout.split()
+    assert Path(captum_file).is_relative_to(bundle / "site"), "the bundle's package comes first"
+    assert data_root == str(tmp_path / "device-tmp" / "lrbook-data")
+    unpacked = Path(data_root) / "MNIST" / "raw" / "train-labels-idx1-ubyte"
+    assert unpacked.read_bytes() == bytes(range(256)) * 3
+    assert (tmp_path / "out" / "results-new.tar.gz").is_file()
+
+
+def test_an_offline_bundle_without_the_data_fails_saying_where_it_looked(tmp_path):
+    env = {**os.environ, "LRBOOK_DATA": str(tmp_path / "nowhere")}
+    made = subprocess.run(["bash", str(BUNDLE), str(tmp_path / "bundle")], env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert made.returncode == 1
+    assert f"no unpacked files in {tmp_path / 'nowhere'}/MNIST/raw/" in made.stderr
+    assert "LRBOOK_DATA" in made.stderr
+    missing = subprocess.run(["bash", str(OFFLINE_RUN), str(tmp_path / "absent"), "60", str(tmp_path / "o"),
+                              str(tmp_path / "q")], capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 2 and "offline_bundle.sh" in missing.stderr
