@@ -26,11 +26,15 @@ def coverage_note(runs, scale: str) -> str:
     if runs.empty:
         return f"No stored runs at scale `{scale}`."
     seeds = runs.groupby("lr").seed.nunique()
-    seed_text = f"{seeds.min()} seeds each" if seeds.min() == seeds.max() else f"{seeds.min()} to {seeds.max()} seeds per LR"
+    n_lrs = runs.lr.nunique()
+    if seeds.min() != seeds.max():
+        seed_text = f"{seeds.min()} to {seeds.max()} seeds per LR"
+    else:
+        seed_text = plural(int(seeds.min()), "seed") + (" each" if n_lrs > 1 and seeds.min() > 1 else "")
+    lr_text = (f"{n_lrs} LRs ({runs.lr.min():g} to {runs.lr.max():g})" if n_lrs > 1 else f"1 LR ({runs.lr.iloc[0]:g})")
     n_div = int((runs.status == "diverged").sum())
     capped = runs[runs.status == "max_epochs"]
-    text = (f"Scale `{scale}`: {len(runs)} runs, {runs.lr.nunique()} LRs ({runs.lr.min():g} to {runs.lr.max():g}), "
-            f"{seed_text}; {n_div} diverged")
+    text = f"Scale `{scale}`: {plural(len(runs), 'run')}, {lr_text}, {seed_text}; {n_div} diverged"
     if len(capped):
         text += f", {len(capped)} stopped at the epoch cap before 100% training accuracy"
         under = runs[under_trained(runs)]

@@ -71,7 +71,8 @@ def test_nothing_scored_note_counts_what_is_missing():
 
 def test_coverage_note_says_nothing_is_compared():
     note = coverage_note(DIVERGED, "smoke")
-    assert note.startswith("Scale `smoke`: 2 runs, 1 LRs (1000 to 1000), 2 seeds each; 2 diverged.")
+    assert note.startswith("Scale `smoke`: 2 runs, 1 LR (1000), 2 seeds; 2 diverged.")
+    assert coverage_note(DIVERGED.iloc[:1], "paper").startswith("Scale `paper`: 1 run, 1 LR (1000), 1 seed; 1 diverged.")
     assert note.endswith("**No run reached 100% training accuracy, so there is nothing to compare with the "
                          "paper yet.**")
     assert "nothing to compare" not in coverage_note(runs(("parity", 0.3, 0, "converged", 1.0)), "smoke")
